@@ -1,0 +1,26 @@
+"""gunicorn settings: both ports in one gthread worker; services start in the worker only."""
+from llamaman.cli import configure_logging, load_config_or_exit
+
+_config = load_config_or_exit()
+
+bind = [f"{_config.bind_host}:{_config.ui_port}", f"{_config.bind_host}:{_config.proxy_port}"]
+workers = 1  # instance state, gates and sidecar servers live in this one process
+worker_class = "gthread"
+threads = 64  # log streams and long generations each hold a thread
+keepalive = 5
+graceful_timeout = 30
+preload_app = False  # the master never imports the app, so it starts no services
+accesslog = None
+errorlog = "-"
+loglevel = "info"
+
+
+def post_worker_init(worker):
+    configure_logging()
+    worker.wsgi.extensions["llamaman"].start()
+
+
+def worker_exit(server, worker):
+    app = getattr(worker, "wsgi", None)
+    if app is not None:
+        app.extensions["llamaman"].stop()

@@ -1,0 +1,71 @@
+"""API keys: created once, stored as a hash, listed by prefix, scoped inference or admin."""
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+import uuid
+
+from llamaman.errors import NotFound
+from llamaman.storage.base import ApiKeyRepository, Record
+
+SCOPES = ("inference", "admin")
+TOKEN_PREFIX = "llm-"
+_SHOWN_PREFIX_LEN = len(TOKEN_PREFIX) + 8
+_MAX_TOKEN_LEN = 200
+
+
+def hash_token(token: str) -> str:
+    """SHA-256 of a key; keys are 256-bit random, so a fast hash is enough."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def public_view(record: Record) -> Record:
+    """What the API may show of a key: never the hash."""
+    return {
+        "id": record["id"],
+        "name": record.get("name", ""),
+        "prefix": record.get("prefix", ""),
+        "scope": scope_of(record),
+        "created_at": record.get("created_at"),
+    }
+
+
+def scope_of(record: Record) -> str:
+    """The key's scope; keys from before scopes existed are admin keys."""
+    scope = record.get("scope")
+    return scope if scope in SCOPES else "admin"
+
+
+class ApiKeyService:
+    def __init__(self, repo: ApiKeyRepository) -> None:
+        self.repo = repo
+
+    def create(self, name: str, scope: str, created_by: str | None) -> tuple[Record, str]:
+        """Create a key; returns (public view, the full token shown once)."""
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        record = {
+            "id": uuid.uuid4().hex,
+            "name": name,
+            "scope": scope,
+            "prefix": token[:_SHOWN_PREFIX_LEN],
+            "hash": hash_token(token),
+            "created_at": time.time(),
+            "created_by": created_by,
+        }
+        self.repo.put(record["id"], record)
+        return public_view(record), token
+
+    def list(self) -> list[Record]:
+        keys = sorted(self.repo.list(), key=lambda r: r.get("created_at") or 0)
+        return [public_view(r) for r in keys]
+
+    def revoke(self, key_id: str) -> None:
+        if not self.repo.delete(key_id):
+            raise NotFound(f"API key '{key_id}' not found")
+
+    def authenticate(self, token: str) -> Record | None:
+        """Return the key record matching a presented token, or None."""
+        if not token.startswith(TOKEN_PREFIX) or len(token) > _MAX_TOKEN_LEN:
+            return None
+        return self.repo.find_by_hash(hash_token(token))

@@ -1,0 +1,96 @@
+"""Flask-login wiring and the before_request hook that applies the guard on :5000 and :42069."""
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from flask import Flask, g, redirect, request, session
+from flask_login import LoginManager, UserMixin, current_user
+
+from llamaman.auth.guard import (
+    ANONYMOUS, CSRF_FIELD, CSRF_HEADER, SAFE_METHODS, Access, Credential, Kind, bearer_token,
+    check_csrf, classify, decide, session_authorised,
+)
+from llamaman.auth.keys import scope_of
+from llamaman.errors import Unauthorized
+from llamaman.http import services
+
+_FORM_POSTS = frozenset({"/login", "/setup"})
+
+
+class User(UserMixin):
+    def __init__(self, record: dict) -> None:
+        self.id = record["id"]
+        self.username = record["username"]
+        self.role = record.get("role", "admin")
+
+
+def init_auth(app: Flask) -> None:
+    """Install flask-login and the access guard."""
+    manager = LoginManager()
+    manager.init_app(app)
+
+    @manager.user_loader
+    def load_user(user_id: str) -> User | None:
+        record = services().users.get(user_id)
+        return User(record) if record else None
+
+    app.before_request(guard_request)
+
+
+def guard_request():
+    """Authenticate the request and enforce the access rules and CSRF."""
+    svc = services()
+    access = classify(request.path, ollama_root_open=on_proxy_port())
+    if access is Access.OPEN:
+        if request.method == "POST" and request.path in _FORM_POSTS:
+            check_csrf(session, presented_csrf())
+        return None
+    cred = identify()
+    require_auth = svc.settings.require_auth() if access is Access.MODEL else True
+    try:
+        decide(access, cred, require_auth)
+    except Unauthorized:
+        if is_page_request(access):
+            return redirect_to_login()
+        raise
+    if request.method not in SAFE_METHODS and session_authorised(access, cred, require_auth):
+        check_csrf(session, presented_csrf())
+    g.credential = cred
+    return None
+
+
+def identify() -> Credential:
+    """Who is calling: a bearer key (valid or not), a logged-in session, or nobody."""
+    token = bearer_token(request.headers.get("Authorization"))
+    if token is not None:
+        record = services().api_keys.authenticate(token) if token else None
+        if record is None:
+            return Credential(Kind.BAD_KEY)
+        return Credential(Kind.KEY, scope=scope_of(record), subject=record["id"])
+    if current_user.is_authenticated:
+        return Credential(Kind.SESSION, scope="admin", subject=current_user.id)
+    return ANONYMOUS
+
+
+def current_credential() -> Credential:
+    return g.get("credential", ANONYMOUS)
+
+
+def presented_csrf() -> str | None:
+    return request.headers.get(CSRF_HEADER) or request.form.get(CSRF_FIELD)
+
+
+def on_proxy_port() -> bool:
+    """True when the request arrived on the Ollama/OpenAI port (:42069)."""
+    return request.environ.get("SERVER_PORT") == str(services().config.proxy_port)
+
+
+def is_page_request(access: Access) -> bool:
+    return (access is Access.MANAGEMENT and request.method in SAFE_METHODS
+            and not request.path.startswith("/api/") and not request.is_json)
+
+
+def redirect_to_login():
+    if services().users.needs_setup():
+        return redirect("/setup")
+    return redirect("/login?next=" + quote(request.full_path.rstrip("?"), safe="/"))

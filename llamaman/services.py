@@ -1,0 +1,75 @@
+"""The composition root: builds every service from the config, starts and stops them."""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+
+from llamaman.auth.keys import ApiKeyService
+from llamaman.auth.ratelimit import FailureLimiter
+from llamaman.auth.users import UserService
+from llamaman.cluster.registry import NodeRegistry
+from llamaman.config import Config
+from llamaman.settings.service import SettingsService
+from llamaman.storage import open_storage
+from llamaman.storage.base import Storage
+
+log = logging.getLogger(__name__)
+
+LOGIN_WINDOW_S = 300
+LOGIN_FAILURES_PER_CLIENT = 20
+LOGIN_FAILURES_PER_USER = 5
+
+
+@dataclass
+class Services:
+    config: Config
+    storage: Storage
+    settings: SettingsService
+    users: UserService
+    api_keys: ApiKeyService
+    registry: NodeRegistry
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    started: bool = False
+
+    def start(self) -> None:
+        """Open storage and start background services (once)."""
+        with self._lock:
+            if self.started:
+                return
+            for warning in self.config.warnings:
+                log.warning(warning)
+            self.config.logs_dir.mkdir(parents=True, exist_ok=True)
+            self.storage.open()
+            self.registry.start()
+            self.started = True
+            log.info("llamaman services started (node %s)", self.config.node_name)
+
+    def stop(self) -> None:
+        """Stop background services and release storage (once)."""
+        with self._lock:
+            if not self.started:
+                return
+            self.registry.stop()
+            self.storage.close()
+            self.started = False
+            log.info("llamaman services stopped")
+
+
+def build_services(config: Config) -> Services:
+    """Wire every service; nothing connects or starts until Services.start()."""
+    storage = open_storage(node=config.node_name, data_dir=config.data_dir,
+                           recordings_dir=config.recordings_dir, database_url=config.database_url)
+    users = UserService(
+        storage.users,
+        per_client=FailureLimiter(LOGIN_FAILURES_PER_CLIENT, LOGIN_WINDOW_S),
+        per_user=FailureLimiter(LOGIN_FAILURES_PER_USER, LOGIN_WINDOW_S),
+    )
+    return Services(
+        config=config,
+        storage=storage,
+        settings=SettingsService(storage.settings, config.node_name),
+        users=users,
+        api_keys=ApiKeyService(storage.api_keys),
+        registry=NodeRegistry(storage.nodes, config),
+    )

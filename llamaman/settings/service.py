@@ -1,0 +1,123 @@
+"""Global settings: README defaults, validation, and the per-node overrides."""
+from __future__ import annotations
+
+import copy
+from typing import Any, Callable
+
+from llamaman.storage.base import SettingsRepository
+from llamaman.validation import get_bool, get_choice, get_float, get_int, reject_unknown, require_object
+
+RECORDING_MODES = ("off", "per_request", "per_conversation")
+
+DEFAULTS: dict[str, Any] = {
+    "require_auth": True,
+    "admin_ui_enforce_max_models": False,
+    "allow_ollama_api_override_admin": False,
+    "auto_retry_failed_downloads": False,
+    "retry_count_per_failed_download": 3,
+    "request_recording_mode": "off",
+    "request_recording_retention_days": 0,
+    "metrics_open": False,
+    "cleanup": {
+        "downloads_enabled": True,
+        "downloads_max_age_hours": 24,
+        "downloads_last_run_at": None,
+        "instances_enabled": False,
+        "instances_max_age_hours": 48,
+        "instances_last_run_at": None,
+        "stale_records_enabled": False,
+        "stale_records_interval_min": 5,
+        "stale_records_last_run_at": None,
+    },
+}
+
+# Host-specific keys live in the node's own scope (README "Per-node vs shared settings").
+NODE_SCOPED = frozenset({"admin_ui_enforce_max_models", "allow_ollama_api_override_admin"})
+
+_FLAGS = ("require_auth", "admin_ui_enforce_max_models", "allow_ollama_api_override_admin",
+          "auto_retry_failed_downloads", "metrics_open")
+_CLEANUP_FLAGS = ("downloads_enabled", "instances_enabled", "stale_records_enabled")
+_CLEANUP_HOURS = ("downloads_max_age_hours", "instances_max_age_hours")
+_CLEANUP_STAMPS = ("downloads_last_run_at", "instances_last_run_at", "stale_records_last_run_at")
+
+
+class SettingsService:
+    """Reads settings merged over defaults and saves validated patches."""
+
+    def __init__(self, repo: SettingsRepository, node: str) -> None:
+        self.repo = repo
+        self.node = node
+
+    def get(self) -> dict[str, Any]:
+        """Return the effective settings of this node."""
+        merged = copy.deepcopy(DEFAULTS)
+        stored = self.repo.get("global")
+        for key, value in stored.items():
+            if key == "cleanup" and isinstance(value, dict):
+                merged["cleanup"].update(value)
+            elif key in merged:
+                merged[key] = value
+        merged.update({k: v for k, v in self.repo.get(self.node).items() if k in NODE_SCOPED})
+        return merged
+
+    def require_auth(self) -> bool:
+        """Whether model endpoints and instance ports need a bearer key."""
+        return bool(self.repo.get("global").get("require_auth", DEFAULTS["require_auth"]))
+
+    def save(self, patch: Any) -> dict[str, Any]:
+        """Validate a partial settings document, store it, and return the effective settings."""
+        clean = validate_patch(patch)
+        node_part = {k: v for k, v in clean.items() if k in NODE_SCOPED}
+        shared_part = {k: v for k, v in clean.items() if k not in NODE_SCOPED}
+        if shared_part:
+            self.repo.update("global", _merger(shared_part))
+        if node_part:
+            self.repo.update(self.node, _merger(node_part))
+        return self.get()
+
+
+def _merger(patch: dict[str, Any]) -> Callable[[dict], dict]:
+    def merge(current: dict) -> dict:
+        updated = dict(current)
+        for key, value in patch.items():
+            if key == "cleanup":
+                updated["cleanup"] = {**current.get("cleanup", {}), **value}
+            else:
+                updated[key] = value
+        return updated
+    return merge
+
+
+def validate_patch(patch: Any) -> dict[str, Any]:
+    """Check every field of a settings patch; raise Invalid on the first bad one."""
+    body = require_object(patch)
+    reject_unknown(body, DEFAULTS.keys())
+    clean: dict[str, Any] = {}
+    for key in _FLAGS:
+        if key in body:
+            clean[key] = get_bool(body, key)
+    if "retry_count_per_failed_download" in body:
+        clean["retry_count_per_failed_download"] = get_int(
+            body, "retry_count_per_failed_download", low=1, high=100)
+    if "request_recording_mode" in body:
+        clean["request_recording_mode"] = get_choice(body, "request_recording_mode", RECORDING_MODES)
+    if "request_recording_retention_days" in body:
+        clean["request_recording_retention_days"] = get_int(
+            body, "request_recording_retention_days", low=0, high=36500)
+    if "cleanup" in body:
+        clean["cleanup"] = _validate_cleanup(body["cleanup"])
+    return {k: v for k, v in clean.items() if v is not None}
+
+
+def _validate_cleanup(value: Any) -> dict[str, Any]:
+    body = require_object(value, "'cleanup'")
+    reject_unknown(body, DEFAULTS["cleanup"].keys())
+    clean: dict[str, Any] = {}
+    for key in _CLEANUP_FLAGS:
+        clean[key] = get_bool(body, key)
+    for key in _CLEANUP_HOURS:
+        clean[key] = get_int(body, key, low=1, high=24 * 3650)
+    clean["stale_records_interval_min"] = get_int(body, "stale_records_interval_min", low=1, high=10080)
+    for key in _CLEANUP_STAMPS:
+        clean[key] = get_float(body, key, low=0, high=1e11)
+    return {k: v for k, v in clean.items() if v is not None or (k in _CLEANUP_STAMPS and k in body)}

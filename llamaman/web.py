@@ -1,0 +1,38 @@
+"""The Flask application factory."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Flask
+
+from llamaman.auth import routes as auth_routes
+from llamaman.auth.secret import load_or_create_secret
+from llamaman.auth.session import init_auth
+from llamaman.config import Config
+from llamaman.http import MAX_BODY_BYTES, register_error_handlers
+from llamaman.services import Services, build_services
+from llamaman.settings import routes as settings_routes
+from llamaman.ui import routes as ui_routes
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(config: Config, services: Services | None = None) -> Flask:
+    """Build the app serving :5000 and :42069; services are started separately."""
+    services = services or build_services(config)
+    app = Flask("llamaman", root_path=str(PROJECT_ROOT), template_folder="templates",
+                static_folder="static")
+    app.config.update(
+        SECRET_KEY=load_or_create_secret(config.data_dir, config.secret_key),
+        SESSION_COOKIE_NAME="llamaman_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
+        JSON_SORT_KEYS=False,
+    )
+    app.extensions["llamaman"] = services
+    init_auth(app)
+    register_error_handlers(app)
+    for blueprint in (ui_routes.bp, auth_routes.bp, settings_routes.bp):
+        app.register_blueprint(blueprint)
+    return app

@@ -1,0 +1,74 @@
+"""Start the app the way users do (python app.py / gunicorn) on free loopback ports."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.helpers import free_port, wait_http
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class AppProcess:
+    proc: subprocess.Popen
+    ui_port: int
+    proxy_port: int
+    data_dir: Path
+    log_path: Path
+    env: dict = field(default_factory=dict)
+
+    def url(self, path: str = "/", port: int | None = None) -> str:
+        return f"http://127.0.0.1:{port or self.ui_port}{path}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def terminate(self, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+
+def app_env(tmp_path: Path, **extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LLAMAMAN_", "GUNICORN"))}
+    env.update({
+        "LLAMAMAN_NODE_NAME": "e2e-node",
+        "LLAMAMAN_BIND": "127.0.0.1",
+        "LLAMAMAN_UI_PORT": str(free_port()),
+        "LLAMAMAN_PROXY_PORT": str(free_port()),
+        "DATA_DIR": str(tmp_path / "data"),
+        "MODELS_DIR": str(tmp_path / "models"),
+        "PYTHONUNBUFFERED": "1",
+    })
+    env.update(extra)
+    return env
+
+
+def start_app(tmp_path: Path, argv: list[str] | None = None, wait: bool = True, **extra: str) -> AppProcess:
+    """Run the app from the repository root with the given command (default: python app.py)."""
+    env = app_env(tmp_path, **extra)
+    log_path = tmp_path / f"app-{time.monotonic_ns()}.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(argv or [sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    app = AppProcess(proc, int(env["LLAMAMAN_UI_PORT"]), int(env["LLAMAMAN_PROXY_PORT"]),
+                     Path(env["DATA_DIR"]), log_path, env)
+    if wait:
+        try:
+            wait_http(app.url("/health"), timeout=30)
+            wait_http(app.url("/health", app.proxy_port), timeout=30)
+        except TimeoutError:
+            app.kill()
+            raise AssertionError("app did not start:\n" + app.log())
+    return app
