@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 EX_CONFIG = 78
 GPU_TYPES = ("cuda", "rocm", "intel")
@@ -35,7 +35,7 @@ class PortRange:
     def __contains__(self, port: object) -> bool:
         return isinstance(port, int) and self.start <= port <= self.end
 
-    def overlaps(self, other: "PortRange") -> bool:
+    def overlaps(self, other: PortRange) -> bool:
         return self.start <= other.end and other.start <= self.end
 
     def ports(self) -> range:
@@ -79,7 +79,7 @@ class Config:
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Config":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
         """Read and validate the configuration from environment variables."""
         return _Reader(os.environ if env is None else env).build()
 

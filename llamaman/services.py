@@ -10,6 +10,14 @@ from llamaman.auth.ratelimit import FailureLimiter
 from llamaman.auth.users import UserService
 from llamaman.cluster.registry import NodeRegistry
 from llamaman.config import Config
+from llamaman.instances.logs import InstanceLogs
+from llamaman.instances.registry import InstanceRegistry
+from llamaman.instances.service import InstanceService
+from llamaman.proxy.passthrough import InstanceProxy
+from llamaman.proxy.public import PublicPorts
+from llamaman.proxy.servers import PortServers
+from llamaman.proxy.upstream import UpstreamPool
+from llamaman.runtime import create_runtime
 from llamaman.settings.service import SettingsService
 from llamaman.storage import open_storage
 from llamaman.storage.base import Storage
@@ -29,6 +37,8 @@ class Services:
     users: UserService
     api_keys: ApiKeyService
     registry: NodeRegistry
+    instances: InstanceService
+    upstream: UpstreamPool
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     started: bool = False
 
@@ -42,6 +52,7 @@ class Services:
             self.config.logs_dir.mkdir(parents=True, exist_ok=True)
             self.storage.open()
             self.registry.start()
+            self.instances.start(create_runtime(self.config))
             self.started = True
             log.info("llamaman services started (node %s)", self.config.node_name)
 
@@ -50,6 +61,8 @@ class Services:
         with self._lock:
             if not self.started:
                 return
+            self.instances.close()
+            self.upstream.close()
             self.registry.stop()
             self.storage.close()
             self.started = False
@@ -65,11 +78,20 @@ def build_services(config: Config) -> Services:
         per_client=FailureLimiter(LOGIN_FAILURES_PER_CLIENT, LOGIN_WINDOW_S),
         per_user=FailureLimiter(LOGIN_FAILURES_PER_USER, LOGIN_WINDOW_S),
     )
+    settings = SettingsService(storage.settings, config.node_name)
+    api_keys = ApiKeyService(storage.api_keys)
+    upstream = UpstreamPool(connect_timeout=config.health_check_timeout, read_timeout=config.request_timeout)
+    ports = PublicPorts(PortServers(config.bind_host))
+    instances = InstanceService(config, InstanceRegistry(storage.instances), InstanceLogs(config.logs_dir), ports)
+    ports.make_app = lambda instance_id: InstanceProxy(
+        lambda: instances.target(instance_id), upstream, api_keys, settings.require_auth)
     return Services(
         config=config,
         storage=storage,
-        settings=SettingsService(storage.settings, config.node_name),
+        settings=settings,
         users=users,
-        api_keys=ApiKeyService(storage.api_keys),
+        api_keys=api_keys,
         registry=NodeRegistry(storage.nodes, config),
+        instances=instances,
+        upstream=upstream,
     )

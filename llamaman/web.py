@@ -10,6 +10,8 @@ from llamaman.auth.secret import load_or_create_secret
 from llamaman.auth.session import init_auth
 from llamaman.config import Config
 from llamaman.http import MAX_BODY_BYTES, register_error_handlers
+from llamaman.instances import monitor as monitor_routes
+from llamaman.instances import routes as instance_routes
 from llamaman.services import Services, build_services
 from llamaman.settings import routes as settings_routes
 from llamaman.ui import routes as ui_routes
@@ -33,6 +35,7 @@ def create_app(config: Config, services: Services | None = None) -> Flask:
     app.extensions["llamaman"] = services
     init_auth(app)
     register_error_handlers(app)
-    for blueprint in (ui_routes.bp, auth_routes.bp, settings_routes.bp):
+    for blueprint in (ui_routes.bp, auth_routes.bp, settings_routes.bp, instance_routes.bp,
+                      monitor_routes.bp):
         app.register_blueprint(blueprint)
     return app

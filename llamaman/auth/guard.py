@@ -8,8 +8,8 @@ from __future__ import annotations
 import enum
 import hmac
 import secrets
+from collections.abc import MutableMapping
 from dataclasses import dataclass
-from typing import MutableMapping
 
 from llamaman.errors import Forbidden, Unauthorized
 

@@ -6,6 +6,7 @@ import secrets
 import time
 import uuid
 
+from llamaman.auth.guard import ANONYMOUS, Credential, Kind, bearer_token
 from llamaman.errors import NotFound
 from llamaman.storage.base import ApiKeyRepository, Record
 
@@ -69,3 +70,18 @@ class ApiKeyService:
         if not token.startswith(TOKEN_PREFIX) or len(token) > _MAX_TOKEN_LEN:
             return None
         return self.repo.find_by_hash(hash_token(token))
+
+    def credential(self, authorization: str | None) -> Credential | None:
+        """The credential an Authorization header carries; None when there is no header."""
+        token = bearer_token(authorization)
+        if token is None:
+            return None
+        record = self.authenticate(token) if token else None
+        if record is None:
+            return Credential(Kind.BAD_KEY)
+        return Credential(Kind.KEY, scope=scope_of(record), subject=record["id"])
+
+
+def header_credential(keys: ApiKeyService, authorization: str | None) -> Credential:
+    """The credential of a request that has no session (instance ports)."""
+    return keys.credential(authorization) or ANONYMOUS

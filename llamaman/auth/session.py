@@ -7,10 +7,18 @@ from flask import Flask, g, redirect, request, session
 from flask_login import LoginManager, UserMixin, current_user
 
 from llamaman.auth.guard import (
-    ANONYMOUS, CSRF_FIELD, CSRF_HEADER, SAFE_METHODS, Access, Credential, Kind, bearer_token,
-    check_csrf, classify, decide, session_authorised,
+    ANONYMOUS,
+    CSRF_FIELD,
+    CSRF_HEADER,
+    SAFE_METHODS,
+    Access,
+    Credential,
+    Kind,
+    check_csrf,
+    classify,
+    decide,
+    session_authorised,
 )
-from llamaman.auth.keys import scope_of
 from llamaman.errors import Unauthorized
 from llamaman.http import services
 
@@ -61,12 +69,9 @@ def guard_request():
 
 def identify() -> Credential:
     """Who is calling: a bearer key (valid or not), a logged-in session, or nobody."""
-    token = bearer_token(request.headers.get("Authorization"))
-    if token is not None:
-        record = services().api_keys.authenticate(token) if token else None
-        if record is None:
-            return Credential(Kind.BAD_KEY)
-        return Credential(Kind.KEY, scope=scope_of(record), subject=record["id"])
+    cred = services().api_keys.credential(request.headers.get("Authorization"))
+    if cred is not None:
+        return cred
     if current_user.is_authenticated:
         return Credential(Kind.SESSION, scope="admin", subject=current_user.id)
     return ANONYMOUS

@@ -2,10 +2,18 @@
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from llamaman.storage.base import SettingsRepository
-from llamaman.validation import get_bool, get_choice, get_float, get_int, reject_unknown, require_object
+from llamaman.validation import (
+    get_bool,
+    get_choice,
+    get_float,
+    get_int,
+    reject_unknown,
+    require_object,
+)
 
 RECORDING_MODES = ("off", "per_request", "per_conversation")
 

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import requests
 
 from tests.helpers import free_port, wait_http
 
@@ -72,3 +75,18 @@ def start_app(tmp_path: Path, argv: list[str] | None = None, wait: bool = True, 
             app.kill()
             raise AssertionError("app did not start:\n" + app.log())
     return app
+
+
+def admin_session(app: AppProcess, password: str = "e2e-password-1") -> requests.Session:
+    """A requests session logged in as the admin (setup on first use), sending its CSRF token."""
+    session = requests.Session()
+    page = session.get(app.url("/setup"))
+    path = "/setup" if page.url.endswith("/setup") else "/login"
+    if path == "/login":
+        page = session.get(app.url("/login"))
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    response = session.post(app.url(path), data={"username": "admin", "password": password,
+                                                 "csrf_token": token}, allow_redirects=False)
+    assert response.status_code == 302, response.text
+    session.headers["X-CSRF-Token"] = token
+    return session

@@ -1,7 +1,14 @@
 import pytest
 
 from llamaman.auth.guard import (
-    Access, Credential, Kind, bearer_token, check_csrf, classify, csrf_token, decide,
+    Access,
+    Credential,
+    Kind,
+    bearer_token,
+    check_csrf,
+    classify,
+    csrf_token,
+    decide,
     session_authorised,
 )
 from llamaman.errors import Forbidden, Unauthorized

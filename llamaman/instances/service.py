@@ -1,0 +1,345 @@
+"""Instance lifecycle: launch, health, stop, restart, remove, crash recovery.
+
+Every launch attempt carries a number (`attempt`); a thread acting for an older attempt
+finds the record moved on and backs off, so a stop, a restart and a crash timer can race
+without two llama-servers ever running for one instance.
+"""
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from llamaman.config import Config
+from llamaman.errors import Conflict, LlamamanError, Unavailable
+from llamaman.instances import records as rec
+from llamaman.instances.health import Cancelled, HealthWaiter
+from llamaman.instances.logs import InstanceLogs
+from llamaman.instances.ports import PortAllocator, port_is_free
+from llamaman.instances.registry import InstanceRegistry, Record
+from llamaman.proxy.passthrough import Target
+from llamaman.proxy.public import PublicPorts
+from llamaman.runtime import (
+    LaunchFailed,
+    LaunchSettings,
+    LaunchSpec,
+    Runtime,
+    RuntimeRef,
+    RuntimeState,
+    UnavailableRuntime,
+)
+from llamaman.runtime.base import tail_lines
+
+log = logging.getLogger(__name__)
+
+STABLE_AFTER_S = 300  # healthy this long before a crash: the restart budget starts over
+MAX_BACKOFF_S = 300
+
+
+class InstanceService:
+    """Owns this node's instances; the REST routes and (later) the scheduler call it."""
+
+    def __init__(self, config: Config, registry: InstanceRegistry, logs: InstanceLogs,
+                 ports: PublicPorts) -> None:
+        self.config = config
+        self.registry = registry
+        self.logs = logs
+        self.ports = ports
+        self.runtime: Runtime = UnavailableRuntime("the instance service is not started")
+        self.waiter = HealthWaiter(self.runtime, config.health_check_timeout, config.model_load_timeout)
+        self.public_ports = PortAllocator(
+            config.public_ports, "public", lambda: self._claimed("port"),
+            lambda port: port_is_free(port, config.bind_host))
+        self.internal_ports = PortAllocator(
+            config.internal_ports, "internal", lambda: self._claimed("internal_port"),
+            lambda port: port_is_free(port, "127.0.0.1"))
+        self._cancel: dict[str, threading.Event] = {}
+        self._targets: dict[str, Target] = {}
+        self._closing = threading.Event()
+
+    # --- queries -------------------------------------------------------------------------
+
+    def list(self) -> list[Record]:
+        return [rec.public_view(r) for r in sorted(self.registry.all(), key=lambda r: r["created_at"])]
+
+    def get(self, instance_id: str) -> Record:
+        return rec.public_view(self.registry.snapshot(instance_id))
+
+    def target(self, instance_id: str) -> Target:
+        """Where the healthy instance's llama-server listens; Unavailable otherwise."""
+        target = self._targets.get(instance_id)
+        if target is not None:
+            return target
+        record = self.registry.find(instance_id)
+        status = record["status"] if record else "removed"
+        raise Unavailable(f"instance {instance_id} is {status}", status=status)
+
+    @property
+    def closing(self) -> bool:
+        return self._closing.is_set()
+
+    def next_port(self) -> int | None:
+        return self.public_ports.suggest()
+
+    # --- commands ------------------------------------------------------------------------
+
+    def launch(self, body: Any, launched_by: str = "admin") -> Record:
+        """Validate, claim ports, start serving the public port, and launch in the background."""
+        request = rec.parse_launch(body, self.config.models_dir)
+        port = self.public_ports.reserve(request.port)
+        internal = None
+        try:
+            internal = self.internal_ports.reserve()
+            record = rec.new_record(request, node=self.config.node_name, port=port,
+                                    internal_port=internal, api_key=secrets.token_urlsafe(32),
+                                    launched_by=launched_by)
+            record["attempt"] = 1
+            self.ports.serve(record["id"], port)
+            self.registry.insert(record)
+        finally:
+            self.public_ports.release(port)
+            self.internal_ports.release(internal)
+        self.start_attempt(record["id"], 1)
+        return rec.public_view(record)
+
+    def stop(self, instance_id: str) -> Record:
+        """Stop llama-server and the public port; the record stays, as stopped."""
+        with self.registry.op_lock(instance_id):
+            record = self.registry.snapshot(instance_id)
+            if record["status"] in rec.ACTIVE:
+                self._halt(record, rec.STOPPED, error=None)
+                self.logs.event(instance_id, "stopped by request")
+        return self.get(instance_id)
+
+    def restart(self, instance_id: str) -> Record:
+        """Relaunch with the same configuration (same public port when it is free)."""
+        with self.registry.op_lock(instance_id):
+            record = self.registry.snapshot(instance_id)
+            if record["status"] in rec.ACTIVE:
+                self._halt(record, rec.STOPPED, error=None)
+            attempt = self.prepare_relaunch(instance_id)
+        self.start_attempt(instance_id, attempt)
+        return self.get(instance_id)
+
+    def remove(self, instance_id: str) -> None:
+        """Forget a stopped or failed instance."""
+        with self.registry.op_lock(instance_id):
+            record = self.registry.snapshot(instance_id)
+            if record["status"] in rec.ACTIVE:
+                raise Conflict(f"instance {instance_id} is {record['status']}; stop it first")
+            self.registry.remove(instance_id)
+        self.logs.delete(instance_id)
+
+    def stats(self, instance_id: str) -> Record:
+        """Resource use, uptime and load time of one instance."""
+        record = self.registry.snapshot(instance_id)
+        usage = None
+        if record["status"] == rec.HEALTHY and record.get("runtime"):
+            usage = self.runtime.stats(RuntimeRef.from_dict(record["runtime"]))
+        healthy_at = record.get("healthy_at")
+        return {
+            "id": instance_id,
+            "status": record["status"],
+            "cpu_percent": usage.cpu_percent if usage else None,
+            "cpu_quota": usage.cpu_quota if usage else None,
+            "mem_used": usage.mem_used if usage else None,
+            "mem_limit": usage.mem_limit if usage else None,
+            "gpus": self._gpus(record),
+            "uptime_s": time.time() - healthy_at if healthy_at and record["status"] == rec.HEALTHY else None,
+            "load_time_s": record.get("load_time_s"),
+        }
+
+    # --- boot and shutdown ----------------------------------------------------------------
+
+    def start(self, runtime: Runtime) -> None:
+        """Attach the runtime and restore this node's instances (adopt, relaunch, clean)."""
+        from llamaman.instances.restore import restore
+        self.runtime = runtime
+        self.waiter = HealthWaiter(runtime, self.config.health_check_timeout, self.config.model_load_timeout)
+        self._closing.clear()
+        runtime.set_exit_listener(self._on_exit)
+        restore(self)
+
+    def close(self) -> None:
+        """Stop serving public ports; llama-servers keep running for adoption on the next start."""
+        self._closing.set()
+        self.runtime.set_exit_listener(None)
+        for event in list(self._cancel.values()):
+            event.set()
+        self.ports.close()
+        self.runtime.close()
+
+    # --- internals ------------------------------------------------------------------------
+
+    def _claimed(self, field: str) -> list[int]:
+        return self.registry.values(field, lambda r: r["status"] in rec.ACTIVE)
+
+    def start_attempt(self, instance_id: str, attempt: int, adopt: RuntimeRef | None = None) -> None:
+        cancel = threading.Event()
+        old = self._cancel.get(instance_id)
+        if old is not None:
+            old.set()
+        self._cancel[instance_id] = cancel
+        target = self._adopt if adopt is not None else self._launch
+        thread = threading.Thread(target=target, args=(instance_id, attempt, cancel, adopt),
+                                  name=f"launch-{instance_id}", daemon=True)
+        thread.start()
+
+    def _launch(self, instance_id: str, attempt: int, cancel: threading.Event, _: Any) -> None:
+        record = self.registry.find(instance_id)
+        if not self._current(record, attempt):
+            return
+        self.logs.event(instance_id, f"launching {record['model_path']} (attempt {attempt})")
+        try:
+            ref = self.runtime.launch(self._spec(record))
+        except LlamamanError as err:
+            self._fail(instance_id, attempt, err.message)
+            return
+        started = {"runtime": ref.to_dict(), "started_at": time.time()}
+        if not self.registry.update(instance_id, started, when=self._is_attempt(attempt)):
+            self.runtime.stop(ref)  # stopped or relaunched meanwhile
+            return
+        self._await_health(instance_id, attempt, ref, cancel)
+
+    def _adopt(self, instance_id: str, attempt: int, cancel: threading.Event, ref: RuntimeRef) -> None:
+        self.runtime.adopt(ref)
+        self.logs.event(instance_id, "adopted the running llama-server after a manager restart")
+        self._await_health(instance_id, attempt, ref, cancel, adopted=True)
+
+    def _await_health(self, instance_id: str, attempt: int, ref: RuntimeRef, cancel: threading.Event,
+                      adopted: bool = False) -> None:
+        try:
+            self.waiter.wait(ref, cancel)
+        except Cancelled:
+            return
+        except LaunchFailed as err:
+            self.runtime.stop(ref)
+            self._fail(instance_id, attempt, err.message)
+            return
+        now = time.time()
+        record = self.registry.find(instance_id) or {}
+        healthy = {"status": rec.HEALTHY, "error": None}
+        if not adopted:
+            healthy.update(healthy_at=now, load_time_s=round(now - (record.get("started_at") or now), 3))
+        host, port = self.runtime.upstream(ref)
+        if self.registry.update(instance_id, healthy, when=self._is_attempt(attempt)):
+            self._targets[instance_id] = Target(host, port, record["api_key"])
+            self.logs.event(instance_id, "healthy" + ("" if adopted else f" after {healthy['load_time_s']}s"))
+
+    def _fail(self, instance_id: str, attempt: int, reason: str) -> None:
+        with self.registry.op_lock(instance_id):
+            record = self.registry.find(instance_id)
+            if self._current(record, attempt):
+                self._halt(record, rec.FAILED, error=reason)
+                self.logs.event(instance_id, f"failed: {reason.splitlines()[0]}")
+
+    def _halt(self, record: Record, status: str, error: str | None) -> None:
+        """Stop everything of an instance (caller holds its op lock) and set a final status."""
+        instance_id = record["id"]
+        self._targets.pop(instance_id, None)
+        cancel = self._cancel.pop(instance_id, None)
+        if cancel is not None:
+            cancel.set()
+        self.registry.update(instance_id, {"status": status, "error": error, "stopped_at": time.time()})
+        current = self.registry.find(instance_id) or record
+        if current.get("runtime"):
+            self.runtime.stop(RuntimeRef.from_dict(current["runtime"]))
+        self.ports.release(instance_id, record["port"])
+
+    def prepare_relaunch(self, instance_id: str) -> int:
+        """Claim ports again for a stopped record and mark it starting; returns the attempt."""
+        record = self.registry.snapshot(instance_id)
+        port = self._reserve_again(self.public_ports, record["port"])
+        internal = self._reserve_again(self.internal_ports, record["internal_port"])
+        try:
+            self.ports.serve(instance_id, port)
+            attempt = record.get("attempt", 0) + 1
+            self.registry.update(instance_id, {
+                "status": rec.STARTING, "port": port, "internal_port": internal, "attempt": attempt,
+                "restarts": 0, "error": None, "runtime": None, "started_at": None,
+                "healthy_at": None, "stopped_at": None})
+            return attempt
+        finally:
+            self.public_ports.release(port)
+            self.internal_ports.release(internal)
+
+    @staticmethod
+    def _reserve_again(allocator: PortAllocator, wanted: int) -> int:
+        try:
+            return allocator.reserve(wanted)
+        except LlamamanError:
+            return allocator.reserve()
+
+    def _on_exit(self, ref: RuntimeRef, state: RuntimeState) -> None:
+        """The runtime saw llama-server exit on its own: restart with backoff, or fail."""
+        if self._closing.is_set():
+            return
+        if not self._crashed(self.registry.find(ref.instance_id), ref):
+            return  # stopped meanwhile, or an older process: nothing to recover
+        reason = state.reason or f"llama-server exited ({state.exit_code})"
+        self.logs.event(ref.instance_id, f"crashed: {reason.splitlines()[0]}")
+        threading.Thread(target=self._recover, args=(ref, reason), daemon=True).start()
+
+    def _recover(self, ref: RuntimeRef, reason: str) -> None:
+        instance_id = ref.instance_id
+        with self.registry.op_lock(instance_id):
+            record = self.registry.find(instance_id)
+            if not self._crashed(record, ref):
+                return
+            restarts = record.get("restarts", 0)
+            if record.get("healthy_at") and time.time() - record["healthy_at"] > STABLE_AFTER_S:
+                restarts = 0
+            if not record.get("auto_restart") or restarts >= record.get("max_restarts", 0):
+                self._halt(record, rec.FAILED, error=_with_log(reason, record))
+                return
+            self._targets.pop(instance_id, None)
+            self.runtime.stop(ref)
+            attempt = record["attempt"] + 1
+            delay = min(MAX_BACKOFF_S, record.get("restart_delay", 0) * 2 ** restarts)
+            self.registry.update(instance_id, {"status": rec.STARTING, "attempt": attempt,
+                                               "restarts": restarts + 1, "error": reason, "runtime": None})
+        self.logs.event(instance_id, f"restarting in {delay:g}s (restart {restarts + 1} of "
+                                     f"{record.get('max_restarts')})")
+        timer = threading.Timer(delay, self.start_attempt, args=(instance_id, attempt))
+        timer.daemon = True
+        timer.start()
+
+    @staticmethod
+    def _crashed(record: Record | None, ref: RuntimeRef) -> bool:
+        """True when ref is the llama-server this healthy record runs (not an older one)."""
+        return (record is not None and record["status"] == rec.HEALTHY
+                and (record.get("runtime") or {}).get("handle") == ref.handle)
+
+    def _spec(self, record: Record) -> LaunchSpec:
+        return LaunchSpec(
+            instance_id=record["id"], node=record["node"],
+            model_path=Path(record["real_model_path"]), internal_port=record["internal_port"],
+            api_key=record["api_key"], settings=LaunchSettings.from_body(record["settings"]),
+            log_path=self.logs.path(record["id"]),
+        )
+
+    def _gpus(self, record: Record) -> list[int] | None:
+        if record["settings"].get("n_gpu_layers") == 0:
+            return []
+        devices = record["settings"].get("gpu_devices")
+        if devices:
+            return [int(d) for d in devices.split(",")]
+        return list(self.config.gpu_devices) if self.config.gpu_devices else None
+
+    @staticmethod
+    def _is_attempt(attempt: int):
+        return lambda r: r.get("attempt") == attempt and r["status"] == rec.STARTING
+
+    @staticmethod
+    def _current(record: Record | None, attempt: int) -> bool:
+        return bool(record) and record.get("attempt") == attempt and record["status"] == rec.STARTING
+
+
+def _with_log(reason: str, record: Record) -> str:
+    if "\n" in reason:
+        return reason
+    lines = tail_lines((record.get("runtime") or {}).get("log_path", ""), 20)
+    return reason + ("\n" + "\n".join(lines) if lines else "")

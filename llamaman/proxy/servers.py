@@ -1,0 +1,56 @@
+"""HTTP servers on the public instance ports, started and stopped at run time."""
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from cheroot import wsgi
+
+from llamaman.errors import Conflict
+
+log = logging.getLogger(__name__)
+
+THREADS_PER_PORT = 16
+SOCKET_TIMEOUT_S = 30
+
+
+class PortServers:
+    """One threaded HTTP/1.1 WSGI server (cheroot) per public port."""
+
+    def __init__(self, bind_host: str) -> None:
+        self.bind_host = bind_host
+        self._servers: dict[int, tuple[wsgi.Server, threading.Thread]] = {}
+        self._lock = threading.Lock()
+
+    def start(self, port: int, app: Callable) -> None:
+        """Serve app on port; Conflict when the port cannot be bound."""
+        with self._lock:
+            if port in self._servers:
+                return
+            server = wsgi.Server((self.bind_host, port), app, numthreads=THREADS_PER_PORT,
+                                 server_name=f"llamaman-{port}", timeout=SOCKET_TIMEOUT_S,
+                                 request_queue_size=64)
+            try:
+                server.prepare()
+            except OSError as err:
+                raise Conflict(f"port {port} cannot be served: {err}", field="port") from err
+            thread = threading.Thread(target=server.serve, name=f"port-{port}", daemon=True)
+            thread.start()
+            self._servers[port] = (server, thread)
+
+    def stop(self, port: int) -> None:
+        with self._lock:
+            entry = self._servers.pop(port, None)
+        if entry is not None:
+            server, thread = entry
+            server.stop()
+            thread.join(timeout=10)
+
+    def ports(self) -> list[int]:
+        with self._lock:
+            return sorted(self._servers)
+
+    def stop_all(self) -> None:
+        for port in self.ports():
+            self.stop(port)
