@@ -103,10 +103,10 @@ def resolve_model_path(models_dir: Path, raw: Any) -> tuple[Path, Path]:
     if root not in real.parents:
         raise Invalid(f"'model_path' must be a file inside MODELS_DIR ({models_dir})", field="model_path")
     if not real.is_file():
-        raise Invalid(f"model file not found: {raw}", field="model_path")
+        raise Invalid(f"model_path not found: {raw}", field="model_path")
     with open(real, "rb") as handle:
         if handle.read(4) != GGUF_MAGIC:
-            raise Invalid(f"not a GGUF file: {raw}", field="model_path")
+            raise Invalid(f"model_path is not a GGUF file: {raw}", field="model_path")
     return given, real
 
 
@@ -150,7 +150,7 @@ def public_view(record: dict[str, Any]) -> dict[str, Any]:
     view = {k: v for k, v in record.items() if k not in PRIVATE_FIELDS and k != "settings"}
     view.update(record.get("settings") or {})
     runtime = record.get("runtime") or {}
-    view["runtime"] = {"kind": runtime.get("kind"), "name": runtime.get("name")} if runtime else None
+    view["runtime"] = {k: runtime.get(k) for k in ("kind", "name", "handle")} if runtime else None
     return view
 
 

@@ -237,17 +237,22 @@ class InstanceService:
                 self.logs.event(instance_id, f"failed: {reason.splitlines()[0]}")
 
     def _halt(self, record: Record, status: str, error: str | None) -> None:
-        """Stop everything of an instance (caller holds its op lock) and set a final status."""
+        """Stop everything of an instance (caller holds its op lock), then set a final status.
+
+        The attempt number moves on first, so threads of the old attempt back off.
+        """
         instance_id = record["id"]
-        self._targets.pop(instance_id, None)
+        self.registry.update(instance_id, {"attempt": record.get("attempt", 0) + 1})
         cancel = self._cancel.pop(instance_id, None)
         if cancel is not None:
             cancel.set()
-        self.registry.update(instance_id, {"status": status, "error": error, "stopped_at": time.time()})
+        self._targets.pop(instance_id, None)
         current = self.registry.find(instance_id) or record
         if current.get("runtime"):
             self.runtime.stop(RuntimeRef.from_dict(current["runtime"]))
         self.ports.release(instance_id, record["port"])
+        self._targets.pop(instance_id, None)
+        self.registry.update(instance_id, {"status": status, "error": error, "stopped_at": time.time()})
 
     def prepare_relaunch(self, instance_id: str) -> int:
         """Claim ports again for a stopped record and mark it starting; returns the attempt."""

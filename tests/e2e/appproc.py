@@ -60,6 +60,7 @@ def app_env(tmp_path: Path, **extra: str) -> dict:
 
 def start_app(tmp_path: Path, argv: list[str] | None = None, wait: bool = True, **extra: str) -> AppProcess:
     """Run the app from the repository root with the given command (default: python app.py)."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     env = app_env(tmp_path, **extra)
     log_path = tmp_path / f"app-{time.monotonic_ns()}.log"
     with open(log_path, "wb") as log:

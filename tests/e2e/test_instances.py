@@ -111,3 +111,20 @@ def test_stats_export_and_parse_command(manager, model_path):
     parsed = manager.api.post(manager.url("/api/instances/parse-command"), json={
         "command": f"llama-server -m {model_path} -c 2048 -ngl 10 --flash-attn on"}).json()
     assert parsed["ctx_size"] == 2048 and parsed["n_gpu_layers"] == 10 and "--flash-attn" in json.dumps(parsed)
+
+
+def test_bad_gguf_fails_with_the_server_log_and_frees_ports(manager, tmp_path, models_dir):
+    broken = models_dir / "e2e-broken.gguf"
+    broken.write_bytes(b"GGUF" + b"\xff" * 4096)
+    try:
+        first_free = manager.api.get(manager.url("/api/next-port")).json()["port"]
+        failed = manager.wait_status(manager.launch(broken)["id"], "failed", timeout=60)
+        assert failed["error"] and len(failed["error"].splitlines()) > 1
+        assert manager.api.get(manager.url("/api/next-port")).json()["port"] == first_free
+    finally:
+        broken.unlink()
+
+
+def test_memory_limit_too_small_fails_cleanly(manager, model_path):
+    failed = manager.wait_status(manager.launch(model_path, memory_limit="24m")["id"], "failed", timeout=90)
+    assert failed["error"]

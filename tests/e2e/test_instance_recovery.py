@@ -1,0 +1,104 @@
+"""Crashes, auto-restart with backoff, and restore after the manager is killed (-9)."""
+import os
+import signal
+import time
+
+import pytest
+import requests
+
+from tests.e2e.instancekit import RUNTIMES, chat, remove_product_containers, runtime_env, start_manager
+
+pytestmark = pytest.mark.timeout(400)
+
+
+@pytest.fixture(params=RUNTIMES)
+def runtime(request):
+    yield request.param
+    if request.param == "docker":
+        remove_product_containers(request.getfixturevalue("docker_client"))
+
+
+def kill_llama(request, runtime: str, instance: dict) -> float:
+    """SIGKILL the instance's llama-server; returns the kill time (epoch)."""
+    handle = instance["runtime"]["handle"]
+    if runtime == "process":
+        os.kill(int(handle), signal.SIGKILL)
+    else:
+        request.getfixturevalue("docker_client").containers.get(handle).kill()
+    return time.time()
+
+
+def wait_until(check, timeout=60, interval=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")
+
+
+def test_crashes_restart_with_backoff_then_fail(request, tmp_path, models_dir, model_path, runtime):
+    env = runtime_env(runtime, request, models_dir, ports=23000)
+    manager = start_manager(tmp_path, env)
+    try:
+        instance = manager.wait_status(manager.launch(
+            model_path, auto_restart=True, max_restarts=2, restart_delay=1)["id"], "healthy")
+        for restart, delay in ((1, 1.0), (2, 2.0)):
+            killed = kill_llama(request, runtime, instance)
+            noticed = wait_until(lambda: manager.instance(instance["id"])["status"] != "healthy" and time.time())
+            assert noticed - killed < 5, "crash must be noticed within a few seconds"
+            instance = manager.wait_status(instance["id"], "healthy")
+            assert instance["restarts"] == restart
+            assert instance["started_at"] - killed >= delay, "restart must wait the (backed-off) delay"
+        kill_llama(request, runtime, instance)
+        failed = manager.wait_status(instance["id"], "failed", timeout=30)
+        assert "killed" in failed["error"] or "137" in failed["error"] or "exited" in failed["error"]
+        assert len(failed["error"].splitlines()) > 1, "the reason carries the last log lines"
+        with pytest.raises(requests.ConnectionError):
+            chat(instance["port"], manager.key)
+    finally:
+        manager.app.kill()
+
+
+def test_crash_mid_stream_ends_the_client_stream(request, tmp_path, models_dir, model_path, runtime):
+    env = runtime_env(runtime, request, models_dir, ports=23200)
+    manager = start_manager(tmp_path, env)
+    try:
+        instance = manager.wait_status(manager.launch(model_path, auto_restart=False)["id"], "healthy")
+        response = chat(instance["port"], manager.key, max_tokens=4000)
+        lines = response.iter_lines()
+        assert next(line for line in lines if line.startswith(b"data:"))
+        kill_llama(request, runtime, instance)
+        started = time.monotonic()
+        rest = [line for line in lines if line]
+        assert time.monotonic() - started < 30, "the client stream must end, not hang"
+        assert rest and b"error" in rest[-1], "the stream ends with an error event, not [DONE]"
+        assert manager.wait_status(instance["id"], "failed", timeout=30)["error"]
+    finally:
+        manager.app.kill()
+
+
+def test_manager_kill9_adopts_running_instances(request, tmp_path, models_dir, model_path, runtime):
+    env = runtime_env(runtime, request, models_dir, ports=23400)
+    manager = start_manager(tmp_path / "a", env)
+    other_env = {**runtime_env(runtime, request, models_dir, ports=23600), "LLAMAMAN_NODE_NAME": "other-node"}
+    other = start_manager(tmp_path / "b", other_env)
+    try:
+        first = manager.launch(model_path)
+        second = manager.launch(model_path)
+        foreign = other.wait_status(other.launch(model_path)["id"], "healthy")
+        before = {i: manager.wait_status(i, "healthy") for i in (first["id"], second["id"])}
+        manager.app.kill()
+
+        manager = start_manager(tmp_path / "a", env)
+        for instance_id, old in before.items():
+            now = manager.wait_status(instance_id, "healthy", timeout=60)
+            assert now["port"] == old["port"]
+            assert now["runtime"]["handle"] == old["runtime"]["handle"], "adopted, not relaunched"
+            assert chat(now["port"], manager.key, stream=False).status_code == 200
+        assert other.instance(foreign["id"])["status"] == "healthy"
+        assert chat(foreign["port"], other.key, stream=False).status_code == 200
+    finally:
+        manager.app.kill()
+        other.app.kill()
