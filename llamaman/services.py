@@ -13,9 +13,10 @@ from llamaman.config import Config
 from llamaman.instances.logs import InstanceLogs
 from llamaman.instances.registry import InstanceRegistry
 from llamaman.instances.service import InstanceService
-from llamaman.proxy.passthrough import InstanceProxy
+from llamaman.proxy.gate import Gates
 from llamaman.proxy.public import PublicPorts
 from llamaman.proxy.servers import PortServers
+from llamaman.proxy.sidecar import InstanceProxy
 from llamaman.proxy.upstream import UpstreamPool
 from llamaman.runtime import create_runtime
 from llamaman.settings.service import SettingsService
@@ -82,9 +83,11 @@ def build_services(config: Config) -> Services:
     api_keys = ApiKeyService(storage.api_keys)
     upstream = UpstreamPool(connect_timeout=config.health_check_timeout, read_timeout=config.request_timeout)
     ports = PublicPorts(PortServers(config.bind_host))
-    instances = InstanceService(config, InstanceRegistry(storage.instances), InstanceLogs(config.logs_dir), ports)
+    gates = Gates()
+    instances = InstanceService(config, InstanceRegistry(storage.instances), InstanceLogs(config.logs_dir),
+                                ports, gates)
     ports.make_app = lambda instance_id: InstanceProxy(
-        lambda: instances.target(instance_id), upstream, api_keys, settings.require_auth)
+        instance_id, instances, gates, upstream, api_keys, settings.require_auth, config.request_timeout)
     return Services(
         config=config,
         storage=storage,

@@ -72,7 +72,7 @@ def parse_options(body: dict, base: dict[str, Any] | None = None) -> dict[str, A
     """Validate the live and restart options present in body, over base (or the defaults)."""
     options = dict(base or {**LIVE_DEFAULTS, **RESTART_DEFAULTS})
     readers = {
-        "idle_timeout_min": lambda k: get_int(body, k, low=0, high=525_600),
+        "idle_timeout_min": lambda k: get_float(body, k, low=0.0, high=525_600.0),
         "max_concurrent": lambda k: get_int(body, k, low=0, high=4096),
         "max_queue_depth": lambda k: get_int(body, k, low=0, high=100_000),
         "share_queue": lambda k: get_bool(body, k),

@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from llamaman.errors import NotFound
@@ -23,6 +23,7 @@ class InstanceRegistry:
         self.repo = repo
         self._records: dict[str, Record] = {}
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
         self._persist_lock = threading.Lock()
         self._op_locks: dict[str, threading.Lock] = {}
 
@@ -68,13 +69,29 @@ class InstanceRegistry:
             if record is None or (when is not None and not when(record)):
                 return False
             record.update(copy.deepcopy(changes))
+            self._changed.notify_all()
         self._persist(instance_id)
         return True
+
+    def wait_until(self, instance_id: str, done: Callable[[Record], bool], timeout: float) -> Record | None:
+        """Block until done(record) holds (or the record is removed); None on timeout."""
+        with self._changed:
+            ok = self._changed.wait_for(
+                lambda: instance_id not in self._records or done(self._records[instance_id]), timeout)
+            record = self._records.get(instance_id)
+            return copy.deepcopy(record) if ok and record is not None else None
+
+    def fields(self, instance_id: str, names: tuple[str, ...]) -> tuple | None:
+        """Some fields of one record without copying it all (the proxy's per-request read)."""
+        with self._lock:
+            record = self._records.get(instance_id)
+            return tuple(record.get(n) for n in names) if record is not None else None
 
     def remove(self, instance_id: str) -> None:
         with self._lock:
             self._records.pop(instance_id, None)
             self._op_locks.pop(instance_id, None)
+            self._changed.notify_all()
         self._persist(instance_id)
 
     def op_lock(self, instance_id: str) -> threading.Lock:
@@ -93,8 +110,3 @@ class InstanceRegistry:
                     self.repo.put(instance_id, current)
             except Exception:  # memory stays authoritative; the next change writes again
                 log.exception("could not persist instance %s", instance_id)
-
-
-def matching(ids: Iterable[str]) -> Callable[[Record], bool]:
-    wanted = set(ids)
-    return lambda record: record.get("id") in wanted

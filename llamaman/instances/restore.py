@@ -45,10 +45,12 @@ def _restore_one(service: InstanceService, record: dict, found: Discovered | Non
     if found is not None:
         service.runtime.stop(found.ref)  # sleeping, stopped and failed instances run nothing
     if status == rec.SLEEPING:
+        service.configure_gate(record)
         service.ports.serve(record["id"], record["port"])
 
 
 def _adopt(service: InstanceService, record: dict, ref: RuntimeRef) -> None:
+    service.configure_gate(record)
     service.ports.serve(record["id"], record["port"])
     attempt = record.get("attempt", 0) + 1
     service.registry.update(record["id"], {"status": rec.STARTING, "attempt": attempt,

@@ -31,6 +31,11 @@ def get_instance(instance_id: str):
     return jsonify(_instances().get(instance_id))
 
 
+@bp.patch("/api/instances/<instance_id>")
+def update_instance(instance_id: str):
+    return jsonify(_instances().update_options(instance_id, json_body()))
+
+
 @bp.delete("/api/instances/<instance_id>")
 def stop_instance(instance_id: str):
     return jsonify(_instances().stop(instance_id))

@@ -14,14 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from llamaman.config import Config
-from llamaman.errors import Conflict, LlamamanError, Unavailable
+from llamaman.errors import Conflict, Invalid, LlamamanError, Unavailable
 from llamaman.instances import records as rec
 from llamaman.instances.health import Cancelled, HealthWaiter
 from llamaman.instances.logs import InstanceLogs
 from llamaman.instances.ports import PortAllocator, port_is_free
 from llamaman.instances.registry import InstanceRegistry, Record
-from llamaman.proxy.passthrough import Target
+from llamaman.jobs import PeriodicJob
+from llamaman.proxy.gate import Gates
 from llamaman.proxy.public import PublicPorts
+from llamaman.proxy.sidecar import Target
 from llamaman.runtime import (
     LaunchFailed,
     LaunchSettings,
@@ -32,9 +34,12 @@ from llamaman.runtime import (
     UnavailableRuntime,
 )
 from llamaman.runtime.base import tail_lines
+from llamaman.validation import require_object
 
 log = logging.getLogger(__name__)
 
+REAP_INTERVAL_S = 1.0
+LIVE_READ = ("status", "model_name", "error", *rec.LIVE_DEFAULTS)
 STABLE_AFTER_S = 300  # healthy this long before a crash: the restart budget starts over
 MAX_BACKOFF_S = 300
 
@@ -43,11 +48,14 @@ class InstanceService:
     """Owns this node's instances; the REST routes and (later) the scheduler call it."""
 
     def __init__(self, config: Config, registry: InstanceRegistry, logs: InstanceLogs,
-                 ports: PublicPorts) -> None:
+                 ports: PublicPorts, gates: Gates) -> None:
         self.config = config
         self.registry = registry
         self.logs = logs
         self.ports = ports
+        self.gates = gates
+        self._last_end: dict[str, float] = {}
+        self.reaper = PeriodicJob("idle-reaper", REAP_INTERVAL_S, self.reap_idle)
         self.runtime: Runtime = UnavailableRuntime("the instance service is not started")
         self.waiter = HealthWaiter(self.runtime, config.health_check_timeout, config.model_load_timeout)
         self.public_ports = PortAllocator(
@@ -63,10 +71,20 @@ class InstanceService:
     # --- queries -------------------------------------------------------------------------
 
     def list(self) -> list[Record]:
-        return [rec.public_view(r) for r in sorted(self.registry.all(), key=lambda r: r["created_at"])]
+        return [self._view(r) for r in sorted(self.registry.all(), key=lambda r: r["created_at"])]
 
     def get(self, instance_id: str) -> Record:
-        return rec.public_view(self.registry.snapshot(instance_id))
+        return self._view(self.registry.snapshot(instance_id))
+
+    def _view(self, record: Record) -> Record:
+        view = rec.public_view(record)
+        view["active_requests"], view["queued_requests"] = self.gates.counts(record["id"])
+        return view
+
+    def live(self, instance_id: str) -> dict[str, Any] | None:
+        """Status, model name and live options, read per request by the proxy."""
+        values = self.registry.fields(instance_id, LIVE_READ)
+        return dict(zip(LIVE_READ, values)) if values is not None else None
 
     def target(self, instance_id: str) -> Target:
         """Where the healthy instance's llama-server listens; Unavailable otherwise."""
@@ -97,6 +115,7 @@ class InstanceService:
                                     internal_port=internal, api_key=secrets.token_urlsafe(32),
                                     launched_by=launched_by)
             record["attempt"] = 1
+            self.configure_gate(record)
             self.ports.serve(record["id"], port)
             self.registry.insert(record)
         finally:
@@ -131,6 +150,8 @@ class InstanceService:
             if record["status"] in rec.ACTIVE:
                 raise Conflict(f"instance {instance_id} is {record['status']}; stop it first")
             self.registry.remove(instance_id)
+        self.gates.remove(instance_id)
+        self._last_end.pop(instance_id, None)
         self.logs.delete(instance_id)
 
     def stats(self, instance_id: str) -> Record:
@@ -152,6 +173,78 @@ class InstanceService:
             "load_time_s": record.get("load_time_s"),
         }
 
+    def update_options(self, instance_id: str, body: Any) -> Record:
+        """Apply live options (gate, idle timeout, sampling overrides) without a relaunch."""
+        body = require_object(body)
+        needs_relaunch = sorted(set(body) - set(rec.LIVE_DEFAULTS) - {"auto_restart", "max_restarts", "restart_delay"})
+        if needs_relaunch:
+            raise Invalid(f"these settings need a relaunch: {', '.join(needs_relaunch)}")
+        with self.registry.op_lock(instance_id):
+            record = self.registry.snapshot(instance_id)
+            options = rec.parse_options(body, base={k: record[k] for k in (*rec.LIVE_DEFAULTS, *rec.RESTART_DEFAULTS)})
+            self.registry.update(instance_id, options)
+            if record["status"] in rec.ACTIVE:
+                self.configure_gate({**record, **options})
+        return self.get(instance_id)
+
+    def configure_gate(self, record: Record) -> None:
+        pool = record["model_path"] if record.get("share_queue") else None
+        self.gates.configure(record["id"], pool, record.get("max_concurrent", 0),
+                             record.get("max_queue_depth", 0))
+
+    def ensure_running(self, instance_id: str, timeout: float) -> Target:
+        """The instance's target, waking it first when it sleeps (one launch however many ask)."""
+        target = self._targets.get(instance_id)
+        if target is not None:
+            return target
+        with self.registry.op_lock(instance_id):
+            record = self.registry.snapshot(instance_id)
+            if record["status"] == rec.SLEEPING:
+                attempt = record.get("attempt", 0) + 1
+                self.registry.update(instance_id, {"status": rec.STARTING, "attempt": attempt,
+                                                   "runtime": None, "error": None})
+                self.logs.event(instance_id, "waking on request")
+                self.start_attempt(instance_id, attempt)
+        settled = self.registry.wait_until(instance_id, lambda r: r["status"] != rec.STARTING, timeout)
+        target = self._targets.get(instance_id)
+        if target is None:
+            reason = (settled or {}).get("error") or f"instance {instance_id} is {(settled or {}).get('status', 'not ready')}"
+            raise Unavailable(reason)
+        return target
+
+    def request_done(self, instance_id: str) -> None:
+        """Idle time counts from the end of the last request."""
+        self._last_end[instance_id] = time.monotonic()
+
+    def reap_idle(self) -> None:
+        """Put healthy instances to sleep once idle past their idle timeout."""
+        now = time.monotonic()
+        for record in self.registry.all():
+            timeout_min = record.get("idle_timeout_min") or 0
+            if record["status"] != rec.HEALTHY or timeout_min <= 0:
+                continue
+            last = self._last_end.setdefault(record["id"], now)
+            if now - last >= timeout_min * 60:
+                self.sleep(record["id"])
+
+    def sleep(self, instance_id: str) -> bool:
+        """Stop llama-server but keep the public port answering; False when requests are in flight."""
+        with self.registry.op_lock(instance_id):
+            record = self.registry.find(instance_id)
+            if record is None or record["status"] != rec.HEALTHY:
+                return False
+            if not self.gates.if_idle(instance_id, lambda: self._mark_sleeping(instance_id)):
+                return False
+            if record.get("runtime"):
+                self.runtime.stop(RuntimeRef.from_dict(record["runtime"]))
+            self.registry.update(instance_id, {"runtime": None})
+        self.logs.event(instance_id, "sleeping after the idle timeout")
+        return True
+
+    def _mark_sleeping(self, instance_id: str) -> None:
+        self._targets.pop(instance_id, None)
+        self.registry.update(instance_id, {"status": rec.SLEEPING, "slept_at": time.time()})
+
     # --- boot and shutdown ----------------------------------------------------------------
 
     def start(self, runtime: Runtime) -> None:
@@ -162,10 +255,12 @@ class InstanceService:
         self._closing.clear()
         runtime.set_exit_listener(self._on_exit)
         restore(self)
+        self.reaper.start()
 
     def close(self) -> None:
         """Stop serving public ports; llama-servers keep running for adoption on the next start."""
         self._closing.set()
+        self.reaper.stop()
         self.runtime.set_exit_listener(None)
         for event in list(self._cancel.values()):
             event.set()
@@ -226,6 +321,7 @@ class InstanceService:
             healthy.update(healthy_at=now, load_time_s=round(now - (record.get("started_at") or now), 3))
         host, port = self.runtime.upstream(ref)
         if self.registry.update(instance_id, healthy, when=self._is_attempt(attempt)):
+            self._last_end[instance_id] = time.monotonic()
             self._targets[instance_id] = Target(host, port, record["api_key"])
             self.logs.event(instance_id, "healthy" + ("" if adopted else f" after {healthy['load_time_s']}s"))
 
@@ -251,6 +347,7 @@ class InstanceService:
         if current.get("runtime"):
             self.runtime.stop(RuntimeRef.from_dict(current["runtime"]))
         self.ports.release(instance_id, record["port"])
+        self.gates.remove(instance_id)
         self._targets.pop(instance_id, None)
         self.registry.update(instance_id, {"status": status, "error": error, "stopped_at": time.time()})
 
@@ -260,6 +357,7 @@ class InstanceService:
         port = self._reserve_again(self.public_ports, record["port"])
         internal = self._reserve_again(self.internal_ports, record["internal_port"])
         try:
+            self.configure_gate(record)
             self.ports.serve(instance_id, port)
             attempt = record.get("attempt", 0) + 1
             self.registry.update(instance_id, {

@@ -8,11 +8,21 @@ from collections.abc import Callable
 from cheroot import wsgi
 
 from llamaman.errors import Conflict
+from llamaman.proxy.sidecar import SOCKET_KEY
 
 log = logging.getLogger(__name__)
 
 THREADS_PER_PORT = 16
 SOCKET_TIMEOUT_S = 30
+
+
+class _SocketGateway(wsgi.Gateway_10):
+    """Puts the client socket in the environ, so a queued request can notice a disconnect."""
+
+    def get_environ(self):
+        environ = super().get_environ()
+        environ[SOCKET_KEY] = self.req.conn.socket
+        return environ
 
 
 class PortServers:
@@ -31,6 +41,7 @@ class PortServers:
             server = wsgi.Server((self.bind_host, port), app, numthreads=THREADS_PER_PORT,
                                  server_name=f"llamaman-{port}", timeout=SOCKET_TIMEOUT_S,
                                  request_queue_size=64)
+            server.gateway = _SocketGateway
             try:
                 server.prepare()
             except OSError as err:

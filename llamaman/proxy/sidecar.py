@@ -1,18 +1,26 @@
-"""The WSGI app on an instance's public port: the auth guard, then llama-server with the
-internal key. (The sidecar issue adds the gate, sleep/wake, overrides and model check here.)"""
+"""The sidecar: the WSGI app on an instance's public port.
+
+Per request: auth guard → body limit → model check → FIFO gate → wake if asleep →
+sampling overrides → llama-server with the internal key, bytes relayed as they arrive.
+"""
 from __future__ import annotations
 
 import json
 import logging
+import select
+import socket
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from llamaman.auth.guard import Access, decide
 from llamaman.auth.keys import ApiKeyService, header_credential
-from llamaman.errors import LlamamanError, TooLarge
+from llamaman.errors import LlamamanError, NotFound, TooLarge, Unavailable
 from llamaman.http import MAX_BODY_BYTES
+from llamaman.proxy import inference
+from llamaman.proxy.gate import Gates, Ticket
 from llamaman.proxy.upstream import (
     UpstreamError,
     UpstreamPool,
@@ -20,12 +28,18 @@ from llamaman.proxy.upstream import (
     forward_headers,
 )
 
+if TYPE_CHECKING:
+    from llamaman.instances.service import InstanceService
+
 log = logging.getLogger(__name__)
 
+SOCKET_KEY = "llamaman.socket"
 _DROP_REQUEST = frozenset({"authorization", "host", "content-length"})
 _STATUS_TEXT = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
-                404: "Not Found", 413: "Payload Too Large", 502: "Bad Gateway",
-                503: "Service Unavailable", 504: "Gateway Timeout"}
+                404: "Not Found", 413: "Payload Too Large", 429: "Too Many Requests",
+                499: "Client Closed Request", 502: "Bad Gateway", 503: "Service Unavailable",
+                504: "Gateway Timeout"}
+_DOWN = frozenset({"stopped", "failed"})
 
 
 @dataclass(frozen=True)
@@ -37,51 +51,107 @@ class Target:
     api_key: str
 
 
-Resolver = Callable[[], Target]  # raises a LlamamanError (e.g. Unavailable) when not serving
-
-
 class InstanceProxy:
-    """Forwards every request on one public port to the instance's llama-server."""
+    """Serves one public port for one instance (or its shared-queue pool)."""
 
-    def __init__(self, resolve: Resolver, pool: UpstreamPool, keys: ApiKeyService,
-                 require_auth: Callable[[], bool]) -> None:
-        self.resolve = resolve
+    def __init__(self, instance_id: str, instances: InstanceService, gates: Gates, pool: UpstreamPool,
+                 keys: ApiKeyService, require_auth: Callable[[], bool], timeout: float) -> None:
+        self.instance_id = instance_id
+        self.instances = instances
+        self.gates = gates
         self.pool = pool
         self.keys = keys
         self.require_auth = require_auth
+        self.timeout = timeout
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        ticket = None
         try:
             decide(Access.MODEL, header_credential(self.keys, environ.get("HTTP_AUTHORIZATION")),
                    self.require_auth())
-            target = self.resolve()
+            path = environ.get("PATH_INFO") or "/"
             body = read_body(environ)
-            response = self.pool.open(environ["REQUEST_METHOD"], target.host, target.port,
-                                      request_target(environ), upstream_headers(environ, target), body)
+            self._check(path, body)
+            ticket = self.gates.admit(self.instance_id, self.timeout, client_gone(environ))
+            response = self._forward(environ, path, body, ticket.member_id)
         except LlamamanError as err:
+            self._done(ticket)
             return json_error(start_response, err.status, err.message)
         except UpstreamError as err:
+            self._done(ticket)
             return json_error(start_response, 504 if err.timeout else 502, str(err))
-        drop = frozenset() if not response.chunked else frozenset({"content-length"})
+        drop = frozenset({"content-length"}) if response.chunked else frozenset()
         start_response(f"{response.status} {response.reason or ''}".strip(),
                        forward_headers(response.headers, drop=drop))
-        return relay(response)
+        return Relay(response, lambda: self._done(ticket))
+
+    def _check(self, path: str, body: bytes | None) -> None:
+        """Model check before queueing or waking: a wrong model never wakes a sleeper."""
+        live = self.instances.live(self.instance_id)
+        if live is None:
+            raise NotFound("instance no longer exists")
+        if live["status"] in _DOWN:
+            raise Unavailable(live.get("error") or f"instance is {live['status']}")
+        inference.prepare(path, body, {**live, "proxy_sampling_override_enabled": False})
+
+    def _forward(self, environ: dict, path: str, body: bytes | None, member_id: str):
+        target = self.instances.ensure_running(member_id, self.timeout)
+        live = self.instances.live(member_id) or {}
+        body = inference.prepare(path, body, live) if live else body
+        return self.pool.open(environ["REQUEST_METHOD"], target.host, target.port,
+                              request_target(environ), upstream_headers(environ, target), body)
+
+    def _done(self, ticket: Ticket | None) -> None:
+        if ticket is not None:
+            ticket.release()
+            self.instances.request_done(ticket.member_id)
 
 
-def relay(response) -> Iterator[bytes]:
-    """Yield upstream bytes as they arrive; close upstream at once if the client goes away."""
-    finished = False
-    try:
-        yield from body_chunks(response)
-        finished = True
-    except (Urllib3Error, OSError) as err:  # upstream died mid-body: end the stream cleanly
-        log.warning("upstream stream broke: %s", err)
-        if response.headers.get("Content-Type", "").startswith("text/event-stream"):
-            yield b'data: {"error": "llama-server stopped while streaming"}\n\n'
-    finally:
-        if not finished:
-            response.close()  # aborts generation upstream instead of draining it
-        response.release_conn()
+def client_gone(environ: dict) -> Callable[[], bool]:
+    """A check that the client closed its connection (used while a request waits in the queue)."""
+    sock = environ.get(SOCKET_KEY)
+    if sock is None:
+        return lambda: False
+
+    def gone() -> bool:
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+            return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
+            return True
+    return gone
+
+
+class Relay:
+    """The response body: upstream bytes as they arrive.
+
+    The WSGI server calls close() when the response ends or the client goes away; an
+    unfinished upstream response is then closed at once, so llama-server stops generating.
+    """
+
+    def __init__(self, response, done: Callable[[], None]) -> None:
+        self.response = response
+        self.done = done
+        self.finished = False
+        self.closed = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            yield from body_chunks(self.response)
+            self.finished = True
+        except (Urllib3Error, OSError) as err:  # llama-server died mid-body: end the stream cleanly
+            log.warning("upstream stream broke: %s", err)
+            if self.response.headers.get("Content-Type", "").startswith("text/event-stream"):
+                yield b'data: {"error": "llama-server stopped while streaming"}\n\n'
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if not self.finished:
+            self.response.close()
+        self.response.release_conn()
+        self.done()
 
 
 def read_body(environ: dict) -> bytes | None:

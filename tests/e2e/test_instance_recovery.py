@@ -6,7 +6,13 @@ import time
 import pytest
 import requests
 
-from tests.e2e.instancekit import RUNTIMES, chat, remove_product_containers, runtime_env, start_manager
+from tests.e2e.instancekit import (
+    RUNTIMES,
+    chat,
+    remove_product_containers,
+    runtime_env,
+    start_manager,
+)
 
 pytestmark = pytest.mark.timeout(400)
 

@@ -5,7 +5,11 @@ import pytest
 import requests
 
 from tests.e2e.instancekit import (
-    RUNTIMES, chat, remove_product_containers, runtime_env, start_manager,
+    RUNTIMES,
+    chat,
+    remove_product_containers,
+    runtime_env,
+    start_manager,
 )
 from tests.helpers import parse_chat_stream
 
