@@ -137,3 +137,16 @@ def chromium_path() -> str:
     if not (os.path.isfile(path) and os.access(path, os.X_OK)):
         require("Chromium", f"{path} is not an executable file; {HOW_TO_PROVISION}")
     return path
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """With CI=true, a full run in which some tier passed no test at all is a failure."""
+    if not in_ci() or session.config.args not in ([], ["tests"], [str(TESTS_DIR)]):
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    passed = reporter.stats.get("passed", []) if reporter else []
+    ran = {report.nodeid.split("/", 2)[1] for report in passed if report.nodeid.startswith("tests/")}
+    missing = [tier for tier in TIERS if tier not in ran]
+    if missing:
+        print(f"\nCI=true: no test passed in tier(s) {', '.join(missing)}; every tier must run")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

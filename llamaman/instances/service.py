@@ -197,20 +197,32 @@ class InstanceService:
         target = self._targets.get(instance_id)
         if target is not None:
             return target
-        with self.registry.op_lock(instance_id):
-            record = self.registry.snapshot(instance_id)
-            if record["status"] == rec.SLEEPING:
-                attempt = record.get("attempt", 0) + 1
-                self.registry.update(instance_id, {"status": rec.STARTING, "attempt": attempt,
-                                                   "runtime": None, "error": None})
-                self.logs.event(instance_id, "waking on request")
-                self.start_attempt(instance_id, attempt)
+        record = self.registry.snapshot(instance_id)
+        if record["status"] == rec.SLEEPING:
+            self._wake(instance_id, timeout)
         settled = self.registry.wait_until(instance_id, lambda r: r["status"] != rec.STARTING, timeout)
         target = self._targets.get(instance_id)
         if target is None:
             reason = (settled or {}).get("error") or f"instance {instance_id} is {(settled or {}).get('status', 'not ready')}"
             raise Unavailable(reason)
         return target
+
+    def _wake(self, instance_id: str, timeout: float) -> None:
+        """Start a sleeping instance (one launch: later callers find it starting)."""
+        lock = self.registry.op_lock(instance_id)
+        if not lock.acquire(timeout=timeout):
+            raise Unavailable(f"instance {instance_id} is busy stopping or starting")
+        try:
+            record = self.registry.snapshot(instance_id)
+            if record["status"] != rec.SLEEPING:
+                return
+            attempt = record.get("attempt", 0) + 1
+            self.registry.update(instance_id, {"status": rec.STARTING, "attempt": attempt,
+                                               "runtime": None, "error": None})
+            self.logs.event(instance_id, "waking on request")
+            self.start_attempt(instance_id, attempt)
+        finally:
+            lock.release()
 
     def request_done(self, instance_id: str) -> None:
         """Idle time counts from the end of the last request."""
@@ -320,9 +332,13 @@ class InstanceService:
         if not adopted:
             healthy.update(healthy_at=now, load_time_s=round(now - (record.get("started_at") or now), 3))
         host, port = self.runtime.upstream(ref)
-        if self.registry.update(instance_id, healthy, when=self._is_attempt(attempt)):
-            self._last_end[instance_id] = time.monotonic()
-            self._targets[instance_id] = Target(host, port, record["api_key"])
+        target = Target(host, port, record["api_key"])
+        self._targets[instance_id] = target  # before the status, so whoever sees healthy finds it
+        self._last_end[instance_id] = time.monotonic()
+        if not self.registry.update(instance_id, healthy, when=self._is_attempt(attempt)):
+            if self._targets.get(instance_id) is target:
+                self._targets.pop(instance_id, None)
+        else:
             self.logs.event(instance_id, "healthy" + ("" if adopted else f" after {healthy['load_time_s']}s"))
 
     def _fail(self, instance_id: str, attempt: int, reason: str) -> None:
@@ -339,6 +355,7 @@ class InstanceService:
         """
         instance_id = record["id"]
         self.registry.update(instance_id, {"attempt": record.get("attempt", 0) + 1})
+        self.gates.remove(instance_id)  # queued requests are refused now, not after the stop
         cancel = self._cancel.pop(instance_id, None)
         if cancel is not None:
             cancel.set()
@@ -347,7 +364,6 @@ class InstanceService:
         if current.get("runtime"):
             self.runtime.stop(RuntimeRef.from_dict(current["runtime"]))
         self.ports.release(instance_id, record["port"])
-        self.gates.remove(instance_id)
         self._targets.pop(instance_id, None)
         self.registry.update(instance_id, {"status": status, "error": error, "stopped_at": time.time()})
 

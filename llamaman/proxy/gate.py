@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from llamaman.errors import LlamamanError, QueueFull
+from llamaman.errors import LlamamanError, QueueFull, Unavailable
 
 WAIT_SLICE_S = 0.1
 
@@ -39,7 +39,16 @@ class Member:
 @dataclass
 class _Waiter:
     granted: str | None = None
+    seq: int = 0
     event: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass(frozen=True)
+class Admission:
+    """Which member a request was given, and its place in the gate's admission order."""
+
+    member_id: str
+    seq: int
 
 
 class Gate:
@@ -49,6 +58,7 @@ class Gate:
         self.lock = threading.Lock()
         self.members: dict[str, Member] = {}
         self.waiters: deque[_Waiter] = deque()
+        self.admitted = 0
 
     def set_member(self, member_id: str, limit: int, queue_depth: int) -> None:
         """Add a member or change its limits in place (active requests stay counted)."""
@@ -58,16 +68,19 @@ class Gate:
             self._grant()
 
     def remove_member(self, member_id: str) -> None:
+        """Drop a member; with none left, queued requests are turned away at once."""
         with self.lock:
             self.members.pop(member_id, None)
+            if not self.members:
+                while self.waiters:
+                    self.waiters.popleft().event.set()  # granted stays None: refused
 
-    def acquire(self, timeout: float, gone: Callable[[], bool] = lambda: False) -> str:
+    def acquire(self, timeout: float, gone: Callable[[], bool] = lambda: False) -> Admission:
         """Wait for a slot in arrival order; return the member that got it."""
         with self.lock:
             member_id = self._pick() if not self.waiters else None
             if member_id is not None:
-                self.members[member_id].active += 1
-                return member_id
+                return self._admit(member_id)
             if len(self.waiters) >= self._queue_depth():
                 raise QueueFull("request queue full")
             waiter = _Waiter()
@@ -96,7 +109,12 @@ class Gate:
             member = self.members.get(member_id)
             return (member.active if member else 0), len(self.waiters)
 
-    def _wait(self, waiter: _Waiter, timeout: float, gone: Callable[[], bool]) -> str:
+    def _admit(self, member_id: str) -> Admission:
+        self.members[member_id].active += 1
+        self.admitted += 1
+        return Admission(member_id, self.admitted)
+
+    def _wait(self, waiter: _Waiter, timeout: float, gone: Callable[[], bool]) -> Admission:
         deadline = time.monotonic() + timeout
         while not waiter.event.wait(WAIT_SLICE_S):
             expired = time.monotonic() >= deadline
@@ -108,7 +126,9 @@ class Gate:
                             raise GateTimeout(f"timed out after {timeout:g}s waiting in the request queue")
                         raise ClientGone("client disconnected while queued")
                 break  # granted while we were giving up: take the slot
-        return waiter.granted
+        if waiter.granted is None:
+            raise Unavailable("the instance stopped while the request was queued")
+        return Admission(waiter.granted, waiter.seq)
 
     def _grant(self) -> None:
         while self.waiters:
@@ -116,7 +136,7 @@ class Gate:
             if member_id is None:
                 return
             waiter = self.waiters.popleft()
-            self.members[member_id].active += 1
+            waiter.seq = self._admit(member_id).seq
             waiter.granted = member_id
             waiter.event.set()
 
@@ -136,6 +156,7 @@ class Ticket:
 
     gate: Gate
     member_id: str
+    seq: int
 
     def release(self) -> None:
         self.gate.release(self.member_id)
@@ -176,7 +197,8 @@ class Gates:
         gate = self.gate(instance_id)
         if gate is None:
             raise QueueFull("instance is not accepting requests")
-        return Ticket(gate, gate.acquire(timeout, gone))
+        admission = gate.acquire(timeout, gone)
+        return Ticket(gate, admission.member_id, admission.seq)
 
     def counts(self, instance_id: str) -> tuple[int, int]:
         gate = self.gate(instance_id)

@@ -9,6 +9,8 @@ from llamaman.errors import Invalid, NotFound
 INFERENCE_PATHS = frozenset({
     "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/completion", "/chat/completions",
 })
+# Read-only probes: answered "sleeping" instead of waking a sleeping instance.
+PROBE_PATHS = frozenset({"/health", "/slots", "/metrics", "/props"})
 _OVERRIDES = (
     ("temperature", "proxy_sampling_temperature"),
     ("top_k", "proxy_sampling_top_k"),
@@ -28,7 +30,7 @@ def model_matches(requested: str, loaded: str) -> bool:
 
 def check_model(body: Any, loaded: str) -> None:
     """404 unless the body's model field (when present) names the loaded model."""
-    if not isinstance(body, dict):
+    if not isinstance(body, dict):  # no body, or not JSON: llama-server answers for itself
         return
     requested = body.get("model")
     if isinstance(requested, str) and requested.strip() and not model_matches(requested, loaded):
@@ -45,23 +47,26 @@ def overrides(options: dict[str, Any]) -> dict[str, Any]:
     return forced
 
 
-def prepare(path: str, raw: bytes | None, options: dict[str, Any]) -> bytes | None:
-    """Check and rewrite an inference body; other bodies pass through untouched.
+INVALID = object()  # a body that is not JSON
 
-    Bytes are only re-encoded when an override changes them, so the common case costs
-    one JSON parse.
-    """
-    if path not in INFERENCE_PATHS or not raw:
-        return raw
-    forced = overrides(options)
+
+def parse(raw: bytes | None) -> Any:
+    """The JSON body of an inference request, None when empty, INVALID when not JSON."""
+    if not raw:
+        return None
     try:
-        body = json.loads(raw)
+        return json.loads(raw)
     except ValueError:
-        if forced:
-            raise Invalid("request body is not valid JSON") from None
-        return raw  # nothing to check: llama-server gives its own error
-    check_model(body, options["model_name"])
-    if forced and isinstance(body, dict):
-        body.update(forced)
-        return json.dumps(body).encode()
-    return raw
+        return INVALID
+
+
+def apply_overrides(raw: bytes | None, body: Any, options: dict[str, Any]) -> bytes | None:
+    """The body to send: re-encoded only when overrides change it."""
+    forced = overrides(options)
+    if not forced:
+        return raw
+    if body is INVALID:
+        raise Invalid("request body is not valid JSON")
+    if not isinstance(body, dict):
+        return raw
+    return json.dumps({**body, **forced}).encode()

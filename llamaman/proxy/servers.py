@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from cheroot import wsgi
@@ -13,6 +14,7 @@ from llamaman.proxy.sidecar import SOCKET_KEY
 log = logging.getLogger(__name__)
 
 THREADS_PER_PORT = 16
+RELEASE_WAIT_S = 5.0
 SOCKET_TIMEOUT_S = 30
 
 
@@ -51,12 +53,21 @@ class PortServers:
             self._servers[port] = (server, thread)
 
     def stop(self, port: int) -> None:
+        """Close the port now; requests still running finish on their own threads.
+
+        cheroot's stop() joins its workers without limit once its grace time is over, and a
+        worker may be inside our app: so it runs on its own thread, and only the release of
+        the listening socket is waited for.
+        """
         with self._lock:
             entry = self._servers.pop(port, None)
-        if entry is not None:
-            server, thread = entry
-            server.stop()
-            thread.join(timeout=10)
+        if entry is None:
+            return
+        server, _ = entry
+        threading.Thread(target=server.stop, name=f"stop-port-{port}", daemon=True).start()
+        deadline = time.monotonic() + RELEASE_WAIT_S
+        while server.socket is not None and time.monotonic() < deadline:
+            time.sleep(0.005)
 
     def ports(self) -> list[int]:
         with self._lock:

@@ -40,6 +40,7 @@ _STATUS_TEXT = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbid
                 499: "Client Closed Request", 502: "Bad Gateway", 503: "Service Unavailable",
                 504: "Gateway Timeout"}
 _DOWN = frozenset({"stopped", "failed"})
+SLEEPING = "sleeping"
 
 
 @dataclass(frozen=True)
@@ -70,10 +71,21 @@ class InstanceProxy:
             decide(Access.MODEL, header_credential(self.keys, environ.get("HTTP_AUTHORIZATION")),
                    self.require_auth())
             path = environ.get("PATH_INFO") or "/"
-            body = read_body(environ)
-            self._check(path, body)
-            ticket = self.gates.admit(self.instance_id, self.timeout, client_gone(environ))
-            response = self._forward(environ, path, body, ticket.member_id)
+            raw = read_body(environ)
+            live = self._live(self.instance_id)
+            body = None
+            if path in inference.INFERENCE_PATHS:
+                body = inference.parse(raw)
+                inference.check_model(body, live["model_name"])  # before queueing or waking
+                ticket = self.gates.admit(self.instance_id, self.timeout, client_gone(environ))
+            elif live["status"] == SLEEPING and path in inference.PROBE_PATHS:
+                raise Unavailable("instance is sleeping", status=SLEEPING)
+            member = ticket.member_id if ticket else self.instance_id
+            target = self.instances.ensure_running(member, self.timeout)
+            if body is not None:
+                raw = inference.apply_overrides(raw, body, self._live(member))
+            response = self.pool.open(environ["REQUEST_METHOD"], target.host, target.port,
+                                      request_target(environ), upstream_headers(environ, target), raw)
         except LlamamanError as err:
             self._done(ticket)
             return json_error(start_response, err.status, err.message)
@@ -81,25 +93,19 @@ class InstanceProxy:
             self._done(ticket)
             return json_error(start_response, 504 if err.timeout else 502, str(err))
         drop = frozenset({"content-length"}) if response.chunked else frozenset()
-        start_response(f"{response.status} {response.reason or ''}".strip(),
-                       forward_headers(response.headers, drop=drop))
+        headers = forward_headers(response.headers, drop=drop)
+        if ticket is not None:
+            headers += [("X-Llamaman-Instance", ticket.member_id), ("X-Llamaman-Admission", str(ticket.seq))]
+        start_response(f"{response.status} {response.reason or ''}".strip(), headers)
         return Relay(response, lambda: self._done(ticket))
 
-    def _check(self, path: str, body: bytes | None) -> None:
-        """Model check before queueing or waking: a wrong model never wakes a sleeper."""
-        live = self.instances.live(self.instance_id)
+    def _live(self, instance_id: str) -> dict:
+        live = self.instances.live(instance_id)
         if live is None:
             raise NotFound("instance no longer exists")
         if live["status"] in _DOWN:
             raise Unavailable(live.get("error") or f"instance is {live['status']}")
-        inference.prepare(path, body, {**live, "proxy_sampling_override_enabled": False})
-
-    def _forward(self, environ: dict, path: str, body: bytes | None, member_id: str):
-        target = self.instances.ensure_running(member_id, self.timeout)
-        live = self.instances.live(member_id) or {}
-        body = inference.prepare(path, body, live) if live else body
-        return self.pool.open(environ["REQUEST_METHOD"], target.host, target.port,
-                              request_target(environ), upstream_headers(environ, target), body)
+        return live
 
     def _done(self, ticket: Ticket | None) -> None:
         if ticket is not None:

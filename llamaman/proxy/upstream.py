@@ -1,6 +1,7 @@
 """Pooled keep-alive HTTP to llama-server, forwarding bytes as they arrive."""
 from __future__ import annotations
 
+import http.client
 from collections.abc import Iterator
 
 import urllib3
@@ -11,6 +12,7 @@ HOP_BY_HOP = frozenset({
     "trailers", "transfer-encoding", "upgrade",
 })
 READ_SIZE = 64 * 1024
+_CLOSED_EARLY = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 
 
 class UpstreamError(Exception):
@@ -32,15 +34,27 @@ class UpstreamPool:
 
     def open(self, method: str, host: str, port: int, path: str, headers: dict[str, str],
              body: bytes | None) -> urllib3.BaseHTTPResponse:
-        """Send a request and return the response with its body unread."""
+        """Send a request and return the response with its body unread.
+
+        A kept-alive connection that llama-server closed just before our request is the one
+        failure where nothing was processed: that request is sent again, once, on a new one.
+        """
         url = f"http://{host}:{port}{path}"
         try:
-            return self.manager.request(method, url, body=body, headers=headers,
-                                        preload_content=False, redirect=False)
+            try:
+                return self._send(method, url, headers, body)
+            except urllib3.exceptions.ProtocolError as err:
+                if not isinstance(err.args[-1] if err.args else None, _CLOSED_EARLY):
+                    raise
+                return self._send(method, url, headers, body)
         except urllib3.exceptions.TimeoutError as err:
             raise UpstreamError(f"llama-server did not answer in time: {err}", timeout=True) from err
         except Urllib3Error as err:
             raise UpstreamError(f"llama-server is unreachable: {err}") from err
+
+    def _send(self, method: str, url: str, headers: dict[str, str], body: bytes | None):
+        return self.manager.request(method, url, body=body, headers=headers,
+                                    preload_content=False, redirect=False)
 
     def close(self) -> None:
         self.manager.clear()

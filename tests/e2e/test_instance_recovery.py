@@ -52,7 +52,7 @@ def test_crashes_restart_with_backoff_then_fail(request, tmp_path, models_dir, m
             model_path, auto_restart=True, max_restarts=2, restart_delay=1)["id"], "healthy")
         for restart, delay in ((1, 1.0), (2, 2.0)):
             killed = kill_llama(request, runtime, instance)
-            noticed = wait_until(lambda: manager.instance(instance["id"])["status"] != "healthy" and time.time())
+            noticed = wait_until(lambda i=instance["id"]: manager.instance(i)["status"] != "healthy" and time.time())
             assert noticed - killed < 5, "crash must be noticed within a few seconds"
             instance = manager.wait_status(instance["id"], "healthy")
             assert instance["restarts"] == restart

@@ -36,7 +36,7 @@ def launch(client, token, body):
     "missing.gguf", "notes.txt", "ok.gguf\x00.txt", 42, None,
 ])
 def test_bad_model_paths(env, tmp_path, model_path):
-    app, client, token, models = env
+    _app, client, token, models = env
     if isinstance(model_path, str):
         model_path = model_path.format(tmp=tmp_path, models=models)
     response = launch(client, token, {**GOOD, "model_path": model_path})
@@ -64,14 +64,14 @@ def test_bad_model_paths(env, tmp_path, model_path):
     ({"name": "x" * 65}, 400, "name"),
 ])
 def test_bad_launch_fields(env, fields, status, needle):
-    app, client, token, models = env
+    _app, client, token, models = env
     response = launch(client, token, {**GOOD, "model_path": str(models / "ok.gguf"), **fields})
     assert response.status_code == status and needle in response.get_json()["error"]
     assert client.get("/api/instances").get_json() == []
 
 
 def test_port_already_taken(env):
-    app, client, token, models = env
+    _app, client, token, _models = env
     with socket.socket() as busy:
         busy.bind(("0.0.0.0", 24003))
         busy.listen()
@@ -81,7 +81,7 @@ def test_port_already_taken(env):
 
 
 def test_malformed_bodies(env):
-    app, client, token, models = env
+    _app, client, token, _models = env
     for data, ctype in (("{bad", "application/json"), ("[]", "application/json"), ("x", "text/plain")):
         response = client.post("/api/instances", data=data, content_type=ctype,
                                headers={"X-CSRF-Token": token})
@@ -96,19 +96,19 @@ def test_malformed_bodies(env):
     ("get", "/api/instances/nope/stats"), ("get", "/api/instances/..%2F..%2Fetc/logs"),
 ])
 def test_unknown_instance_ids_are_404(env, method, path):
-    app, client, token, models = env
+    _app, client, token, _models = env
     response = getattr(client, method)(path, headers={"X-CSRF-Token": token})
     assert response.status_code == 404
 
 
 def test_bad_log_line_counts(env):
-    app, client, token, models = env
+    _app, client, _token, _models = env
     for lines in ("-1", "abc", "100001"):
         assert client.get(f"/api/instances/x/logs?lines={lines}").status_code in (400, 404)
 
 
 def test_launch_without_a_runtime_fails_with_a_reason(env):
-    app, client, token, models = env
+    _app, client, token, _models = env
     response = launch(client, token, {**GOOD, "model_path": "ok.gguf"})
     assert response.status_code == 201
     instance_id = response.get_json()["id"]

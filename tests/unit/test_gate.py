@@ -13,8 +13,8 @@ def start_waiters(gate, count, log, timeout=10.0):
     threads = []
     for index in range(count):
         def run(i=index):
-            member = gate.acquire(timeout)
-            log.append((i, member))
+            admission = gate.acquire(timeout)
+            log.append((i, admission.seq))
         thread = threading.Thread(target=run)
         thread.start()
         threads.append(thread)
@@ -32,7 +32,7 @@ def wait_for(check, timeout=5.0):
 def test_admission_is_fifo_and_bounded():
     gate = Gate()
     gate.set_member("a", limit=2, queue_depth=3)
-    assert gate.acquire(1) == "a" and gate.acquire(1) == "a"
+    assert gate.acquire(1).member_id == "a" and gate.acquire(1).seq == 2
     log = []
     threads = start_waiters(gate, 3, log)
     assert gate.counts("a") == (2, 3)
@@ -42,7 +42,7 @@ def test_admission_is_fifo_and_bounded():
         gate.release("a")
         wait_for(lambda n=expected + 1: len(log) == n)
         assert gate.counts("a")[0] == 2
-    assert [i for i, _ in log] == [0, 1, 2]
+    assert [i for i, _ in log] == [0, 1, 2] and [seq for _, seq in log] == [3, 4, 5]
     for thread in threads:
         thread.join()
 

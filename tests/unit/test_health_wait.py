@@ -12,9 +12,9 @@ from tests.helpers import free_port
 class SlowRuntime:
     """A runtime fake whose server never answers /health but keeps running."""
 
-    def __init__(self, port: int, state: RuntimeState = RuntimeState("running")) -> None:
+    def __init__(self, port: int, state: RuntimeState | None = None) -> None:
         self.port = port
-        self.current = state
+        self.current = state or RuntimeState("running")
 
     def upstream(self, ref):
         return "127.0.0.1", self.port
