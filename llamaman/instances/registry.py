@@ -1,7 +1,8 @@
 """The one owner of instance records on this node: memory first, written through to storage.
 
-Lock order: an instance's operation lock → `_persist_lock` → `_lock` (innermost).
-No I/O happens under `_lock`; storage writes happen under `_persist_lock` only.
+Lock order: an instance's operation lock → a gate's lock (proxy/gate.py) → `_persist_lock`
+→ `_lock` (innermost). No I/O happens under `_lock`; storage writes happen under
+`_persist_lock` only.
 """
 from __future__ import annotations
 

@@ -47,6 +47,8 @@ class UpstreamPool:
                 if not isinstance(err.args[-1] if err.args else None, _CLOSED_EARLY):
                     raise
                 return self._send(method, url, headers, body)
+        except urllib3.exceptions.NewConnectionError as err:  # a TimeoutError subclass in urllib3
+            raise UpstreamError(f"llama-server is unreachable: {err}") from err
         except urllib3.exceptions.TimeoutError as err:
             raise UpstreamError(f"llama-server did not answer in time: {err}", timeout=True) from err
         except Urllib3Error as err:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -28,7 +27,7 @@ from llamaman.runtime.base import (
     RuntimeState,
     exit_reason,
 )
-from llamaman.runtime.docker_logs import LogPump
+from llamaman.runtime.docker_logs import LogPump, read_cursor
 from llamaman.runtime.docker_read import cpu_usage, started_at, stats_from_sample
 from llamaman.runtime.docker_spec import (
     LABEL_INSTANCE,
@@ -196,15 +195,10 @@ class DockerRuntime:
     def adopt(self, ref: RuntimeRef) -> None:
         """Resume copying output and watching for the exit.
 
-        Copying resumes at the log file's modification time, so nothing else may write to
-        the instance log between the manager's restart and adopt() (lines printed while no
-        manager ran would be skipped); write "adopted" events after calling adopt().
+        Copying resumes after the last line the previous manager copied (its cursor file),
+        so lines printed while no manager ran are copied and none twice.
         """
-        try:
-            since = os.path.getmtime(ref.log_path)
-        except OSError:
-            since = ref.started_at or None
-        self._follow(ref, since=since)
+        self._follow(ref, since=read_cursor(Path(ref.log_path)))
 
     def set_exit_listener(self, listener: ExitListener | None) -> None:
         """Register the callback told about exits not caused by stop()."""
@@ -319,7 +313,7 @@ class DockerRuntime:
             return []
         return data.decode("utf-8", "replace").splitlines()[-lines:]
 
-    def _follow(self, ref: RuntimeRef, since: float | None) -> None:
+    def _follow(self, ref: RuntimeRef, since: tuple[int, int] | None) -> None:
         """Start the pump that copies output to the log file and reports the exit."""
         pump = LogPump(
             self.client().api,

@@ -2,6 +2,9 @@
 
 One daemon thread per container follows `docker logs`. Docker closes the stream when the
 container stops, so the end of the stream doubles as exit detection (no polling).
+
+Lines are requested with Docker's timestamps; the timestamp of the last copied line is kept
+in `<log>.cursor`, so a restarted manager resumes exactly after it (no line twice, none lost).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +35,7 @@ class LogPump:
         api: Any,
         container_id: str,
         log_path: Path,
-        since: float | None,
+        since: tuple[int, int] | None,
         on_end: Callable[[], bool],
     ) -> None:
         """`on_end` is called when the stream ends; it returns True to follow again."""
@@ -59,6 +63,21 @@ class LogPump:
             with contextlib.suppress(OSError):  # closing a socket that already broke is fine
                 stream.close()
 
+    def _copy(self, chunk: bytes, out) -> None:
+        """Write the lines newer than the cursor (without their timestamps); move the cursor."""
+        for line in chunk.splitlines(keepends=True):
+            stamp, _, text = line.partition(b" ")
+            key = stamp_key(stamp)
+            if key is None:
+                out.write(line)
+                continue
+            if self._since is not None and key <= self._since:
+                continue  # Docker's since is inclusive and coarser than its stamps
+            out.write(text)
+            self._since = key
+        out.flush()
+        write_cursor(self._log_path, self._since)
+
     def join(self, timeout: float) -> None:
         """Wait up to timeout for the pump to write what is left."""
         if self._thread is not threading.current_thread():
@@ -77,16 +96,49 @@ class LogPump:
             self._log_path.parent.mkdir(parents=True, exist_ok=True)
             with open(self._log_path, "ab") as out:
                 self._stream = self._api.logs(
-                    self._container_id, stream=True, follow=True, since=self._since
+                    self._container_id, stream=True, follow=True, timestamps=True,
+                    since=cursor_seconds(self._since),
                 )
                 if self._cancelled.is_set():
                     self._stream.close()
                 for chunk in self._stream:
-                    out.write(chunk)
-                    out.flush()
-                    self._since = time.time()
+                    self._copy(chunk, out)
         except _STREAM_ERRORS as exc:  # engine gone, container removed, socket closed by cancel()
             if not self._cancelled.is_set():
                 log.debug("log stream of %s ended: %s", self._container_id[:12], exc)
         finally:
             self._stream = None
+
+
+def stamp_key(stamp: bytes) -> tuple[int, int] | None:
+    """(epoch seconds, nanoseconds) of an RFC 3339 Docker timestamp, or None."""
+    try:
+        text = stamp.decode("ascii").rstrip("Z")
+        whole, _, fraction = text.partition(".")
+        seconds = int(datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC).timestamp())
+        return seconds, int((fraction or "0").ljust(9, "0")[:9])
+    except (UnicodeDecodeError, ValueError):
+        return None
+
+
+def cursor_seconds(key: tuple[int, int] | None) -> float | None:
+    """Docker's since parameter for a cursor (it is inclusive; _copy drops what was copied)."""
+    return None if key is None else float(key[0]) + key[1] / 1e9 - 1e-3
+
+
+def cursor_path(log_path: Path) -> Path:
+    return log_path.with_name(log_path.name + ".cursor")
+
+
+def write_cursor(log_path: Path, key: tuple[int, int] | None) -> None:
+    if key is not None:
+        cursor_path(log_path).write_text(f"{key[0]} {key[1]}")
+
+
+def read_cursor(log_path: Path) -> tuple[int, int] | None:
+    """The cursor a previous manager left, or None."""
+    try:
+        seconds, nanos = cursor_path(log_path).read_text().split()
+        return int(seconds), int(nanos)
+    except (OSError, ValueError):
+        return None

@@ -57,6 +57,19 @@ def stream_chat(port, key, results, index, max_tokens=48, **extra):
     results[index] = record
 
 
+def run_streams(port, key, count, max_tokens=48, spacing=0.0):
+    """Start `count` streaming chats (spaced to fix their arrival order); return their records."""
+    results, threads = {}, []
+    for index in range(count):
+        thread = threading.Thread(target=stream_chat, args=(port, key, results, index, max_tokens))
+        thread.start()
+        threads.append(thread)
+        time.sleep(spacing)
+    for thread in threads:
+        thread.join()
+    return results
+
+
 def test_streaming_arrives_chunk_by_chunk(manager, launched):
     instance = launched()
     results = {}
@@ -70,7 +83,6 @@ def test_streaming_arrives_chunk_by_chunk(manager, launched):
 
 def test_gate_queues_fifo_rejects_overflow_and_caps_in_flight(manager, launched):
     instance = launched(parallel=4, ctx_size=2048, max_concurrent=4, max_queue_depth=6)
-    results, threads = {}, []
     peak = [0]
     sampling = threading.Event()
 
@@ -80,13 +92,7 @@ def test_gate_queues_fifo_rejects_overflow_and_caps_in_flight(manager, launched)
             time.sleep(0.02)
     sampler = threading.Thread(target=sample)
     sampler.start()
-    for index in range(12):
-        thread = threading.Thread(target=stream_chat, args=(instance["port"], manager.key, results, index))
-        thread.start()
-        threads.append(thread)
-        time.sleep(0.05)  # a known arrival order
-    for thread in threads:
-        thread.join()
+    results = run_streams(instance["port"], manager.key, 12, spacing=0.05)
     sampling.set()
     sampler.join()
     statuses = [results[i]["status"] for i in range(12)]
@@ -109,12 +115,11 @@ def test_live_resize_never_exceeds_the_current_limit(manager, launched):
     violations = []
     for limit in (1, 3):
         manager.api.patch(url, json={"max_concurrent": limit}).raise_for_status()
-        settled = False
-        deadline = time.monotonic() + 8
+        wait_for(lambda n=limit: manager.instance(instance["id"])["active_requests"] <= n, timeout=90)
+        deadline = time.monotonic() + 3
         while time.monotonic() < deadline:
             active = manager.instance(instance["id"])["active_requests"]
-            settled = settled or active <= limit
-            if settled and active > limit:
+            if active > limit:
                 violations.append((limit, active))
             time.sleep(0.02)
     for thread in threads:
@@ -207,15 +212,10 @@ def test_sampling_overrides_reach_llama_server_live(manager, launched):
 
 
 def test_share_queue_spreads_load_across_instances(manager, launched):
-    first = launched(max_concurrent=2, share_queue=True)
-    second = launched(max_concurrent=2, share_queue=True)
-    results, threads = {}, []
-    for index in range(4):
-        thread = threading.Thread(target=stream_chat, args=(first["port"], manager.key, results, index, 64))
-        thread.start()
-        threads.append(thread)
-    for thread in threads:
-        thread.join()
+    # One thread each: two llama-servers spinning two threads apiece on 2 cores crawl.
+    first = launched(max_concurrent=2, share_queue=True, threads=1)
+    second = launched(max_concurrent=2, share_queue=True, threads=1)
+    results = run_streams(first["port"], manager.key, 4, max_tokens=64)
     served_by = [results[i]["headers"]["X-Llamaman-Instance"] for i in range(4)]
     assert sorted(served_by) == sorted([first["id"]] * 2 + [second["id"]] * 2)
 
@@ -236,13 +236,7 @@ def test_idle_sleep_keeps_long_generations_and_wakes_once(manager, launched):
                          headers={"Authorization": f"Bearer {manager.key}"})
     assert probe.status_code == 503 and manager.instance(instance["id"])["status"] == "sleeping"
     attempt = manager.api.get(manager.url(f"/api/instances/{instance['id']}")).json()["attempt"]
-    woken, threads = {}, []
-    for index in range(5):
-        thread = threading.Thread(target=stream_chat, args=(instance["port"], manager.key, woken, index, 8))
-        thread.start()
-        threads.append(thread)
-    for thread in threads:
-        thread.join()
+    woken = run_streams(instance["port"], manager.key, 5, max_tokens=8)
     assert [woken[i]["status"] for i in range(5)] == [200] * 5
     awake = manager.instance(instance["id"])
     assert awake["status"] == "healthy" and awake["attempt"] == attempt + 1, "exactly one launch"

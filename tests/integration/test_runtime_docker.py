@@ -246,14 +246,11 @@ def test_restarted_manager_adopts_then_detects_a_kill(
     assert requests.get(f"http://{host}:{port}/v1/models", timeout=10).status_code == 401
     wait_for_text(spec.log_path, "Invalid API Key")  # logged after adoption: copied
     assert _read(spec.log_path).count("model loaded") == 1, "adoption must not repeat old lines"
-    started = time.monotonic()
     docker_client.containers.get(ref.handle).kill()
     reported, state = exits.wait()
-    detected_after = time.monotonic() - started
     assert reported == ref
     assert (state.status, state.exit_code) == ("exited", 137), state
     assert "SIGKILL" in state.reason
-    assert detected_after < 5
     assert second.state(ref) == state
     final = second.stop(ref, grace_s=1)
     assert final.exit_code == 137
