@@ -10,6 +10,7 @@ threads = 64  # log streams and long generations each hold a thread
 keepalive = 5
 graceful_timeout = 30
 preload_app = False  # the master never imports the app, so it starts no services
+control_socket_disable = True  # one fixed socket path would be shared by every instance on a host
 accesslog = None
 errorlog = "-"
 loglevel = "info"

@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Any, Self
 
 import pytest
-from sqlalchemy import MetaData, create_engine, event, inspect, text
+from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.pool import NullPool
 
 from llamaman.errors import Conflict, Invalid, StorageError
 from llamaman.storage import open_storage
 from llamaman.storage.base import Storage
 from llamaman.storage.sql_schema import LATEST, migrate
+from tests.dbkit import drop_all_tables, reset_database
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -58,37 +59,11 @@ class Backend:
         return [str(self.data_dir), self.url or ""]
 
 
-def drop_all_tables(url: str) -> None:
-    """Remove every table of the test database."""
-    engine = create_engine(url, poolclass=NullPool)
-    md = MetaData()
-    md.reflect(engine)
-    md.drop_all(engine)
-    engine.dispose()
-
-
 @pytest.fixture(scope="session")
 def mariadb_url(database_url: str) -> str:
     """The MariaDB test database, emptied of tables once per session."""
     drop_all_tables(database_url)  # so the schema below is the one this code creates
     return database_url
-
-
-def reset_database(url: str) -> None:
-    """Empty the tables of an up-to-date schema (fast); drop everything otherwise."""
-    engine = create_engine(url, poolclass=NullPool)
-    with engine.begin() as conn:
-        tables = inspect(conn).get_table_names()
-        version = None
-        if "schema_version" in tables:
-            version = conn.scalar(text("SELECT MAX(version) FROM schema_version"))
-        if version == LATEST:
-            for table in tables:
-                if table != "schema_version":
-                    conn.execute(text(f"DELETE FROM `{table}`"))
-    engine.dispose()
-    if version != LATEST:
-        drop_all_tables(url)
 
 
 @pytest.fixture(params=["json", "sqlite", "mariadb"])
