@@ -17,10 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import docker  # noqa: E402
+import docker
 
-from bench.common import report  # noqa: E402
-from tests.e2e.instancekit import remove_product_containers, runtime_env, start_manager  # noqa: E402
+from bench.common import report
+from tests.e2e.instancekit import remove_product_containers, runtime_env, start_manager
 
 POLL_S = 0.01
 

@@ -86,22 +86,28 @@ def median_rows(rows: list[dict]) -> dict:
     return {k: statistics.median(r[k] for r in rows) for k in keys}
 
 
-def small_requests(direct: int, public: int, key: str, reps: int, seconds: float) -> list[dict]:
+def small_requests(direct: int, internal_key: str, public: int, key: str, reps: int,
+                   seconds: float) -> list[dict]:
+    """Latency at concurrency 1 and throughput at 8 and 32, direct and sidecar alternating."""
+    vias = (("direct", direct, {"Authorization": f"Bearer {internal_key}"}),
+            ("sidecar", public, {"Authorization": f"Bearer {key}"}))
     rows = []
-    headers = {"Authorization": f"Bearer {key}"}
     for path in ("/health", "/v1/models"):
         for concurrency in (1, 8, 32):
-            for name, port, hdrs in (("direct", direct, {"Authorization": f"Bearer {key}"}),
-                                     ("sidecar", public, headers)):
-                samples = []
-                for _ in range(reps):
-                    if concurrency == 1:
-                        samples.append({**summary(timed_requests(port, path, 1000, hdrs)), "rps": 0.0})
-                    else:
-                        samples.append(throughput(port, path, concurrency, seconds, hdrs))
-                rows.append({"test": f"GET {path}", "via": name, "concurrency": concurrency,
-                             **median_rows(samples)})
+            samples: dict[str, list[dict]] = {"direct": [], "sidecar": []}
+            for _ in range(reps):
+                for name, port, headers in vias:
+                    samples[name].append(one_sample(port, path, concurrency, seconds, headers))
+            rows += [{"test": f"GET {path}", "via": name, "concurrency": concurrency, **median_rows(runs)}
+                     for name, runs in samples.items()]
     return rows
+
+
+def one_sample(port: int, path: str, concurrency: int, seconds: float, headers: dict) -> dict:
+    if concurrency == 1:
+        timed_requests(port, path, 50, headers)  # warm the connection and caches
+        return {**summary(timed_requests(port, path, 1000, headers)), "rps": 0.0}
+    return throughput(port, path, concurrency, seconds, headers)
 
 
 def main() -> None:
@@ -127,7 +133,7 @@ def run(manager, model: Path, data_dir: Path, args) -> list[dict]:
     instance = manager.wait_status(manager.launch(model, parallel=4, ctx_size=2048, threads=2)["id"], "healthy")
     direct_port, internal_key = internal_of(data_dir, instance["id"])
     public = instance["port"]
-    rows = small_requests(direct_port, public, internal_key, args.reps, args.seconds)
+    rows = small_requests(direct_port, internal_key, public, manager.key, args.reps, args.seconds)
     rows += streaming(direct_port, internal_key, public, manager.key, args.stream_runs)
     rows += gate_burst(manager, instance, direct_port, internal_key, args.reps)
     rows += wake(manager, model, args.reps)
@@ -160,7 +166,8 @@ def wake(manager, model: Path, reps: int) -> list[dict]:
     rows = {"plain cold start": [], "sidecar wake": []}
     for _ in range(reps):
         rows["plain cold start"].append(plain_cold_start(model))
-        instance = manager.wait_status(manager.launch(model, threads=2, idle_timeout_min=0.02)["id"], "healthy")
+        launched = manager.launch(model, threads=2, ctx_size=512, parallel=1, idle_timeout_min=0.02)
+        instance = manager.wait_status(launched["id"], "healthy")  # same settings as the plain start
         manager.wait_status(instance["id"], "sleeping", timeout=30)
         rows["sidecar wake"].append(stream_once(instance["port"], manager.key, CHAT)["first_content_ms"])
         manager.api.delete(manager.url(f"/api/instances/{instance['id']}"))

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
 import time
 import uuid
+from collections.abc import Callable
 
 from llamaman.auth.guard import ANONYMOUS, Credential, Kind, bearer_token
 from llamaman.errors import NotFound
@@ -14,6 +16,7 @@ SCOPES = ("inference", "admin")
 TOKEN_PREFIX = "llm-"
 _SHOWN_PREFIX_LEN = len(TOKEN_PREFIX) + 8
 _MAX_TOKEN_LEN = 200
+CACHE_TTL_S = 1.0
 
 
 def hash_token(token: str) -> str:
@@ -39,8 +42,15 @@ def scope_of(record: Record) -> str:
 
 
 class ApiKeyService:
-    def __init__(self, repo: ApiKeyRepository) -> None:
+    """Keys with a short-lived lookup cache: the hot path (every proxied request) asks
+    storage at most once a second; local changes clear it at once, other nodes' within 1 s."""
+
+    def __init__(self, repo: ApiKeyRepository, clock: Callable[[], float] = time.monotonic) -> None:
         self.repo = repo
+        self.clock = clock
+        self._by_hash: dict[str, Record] = {}
+        self._loaded_at = float("-inf")
+        self._lock = threading.Lock()
 
     def create(self, name: str, scope: str, created_by: str | None) -> tuple[Record, str]:
         """Create a key; returns (public view, the full token shown once)."""
@@ -55,6 +65,7 @@ class ApiKeyService:
             "created_by": created_by,
         }
         self.repo.put(record["id"], record)
+        self._invalidate()
         return public_view(record), token
 
     def list(self) -> list[Record]:
@@ -62,14 +73,27 @@ class ApiKeyService:
         return [public_view(r) for r in keys]
 
     def revoke(self, key_id: str) -> None:
-        if not self.repo.delete(key_id):
+        deleted = self.repo.delete(key_id)
+        self._invalidate()
+        if not deleted:
             raise NotFound(f"API key '{key_id}' not found")
 
     def authenticate(self, token: str) -> Record | None:
         """Return the key record matching a presented token, or None."""
         if not token.startswith(TOKEN_PREFIX) or len(token) > _MAX_TOKEN_LEN:
             return None
-        return self.repo.find_by_hash(hash_token(token))
+        return self._keys().get(hash_token(token))
+
+    def _keys(self) -> dict[str, Record]:
+        with self._lock:
+            if self.clock() - self._loaded_at > CACHE_TTL_S:
+                self._by_hash = {r["hash"]: r for r in self.repo.list() if r.get("hash")}
+                self._loaded_at = self.clock()
+            return self._by_hash
+
+    def _invalidate(self) -> None:
+        with self._lock:
+            self._loaded_at = float("-inf")
 
     def credential(self, authorization: str | None) -> Credential | None:
         """The credential an Authorization header carries; None when there is no header."""

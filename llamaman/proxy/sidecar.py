@@ -96,7 +96,9 @@ class InstanceProxy:
         headers = forward_headers(response.headers, drop=drop)
         if ticket is not None:
             headers += [("X-Llamaman-Instance", ticket.member_id), ("X-Llamaman-Admission", str(ticket.seq))]
-        start_response(f"{response.status} {response.reason or ''}".strip(), headers)
+        write = start_response(f"{response.status} {response.reason or ''}".strip(), headers)
+        if response.chunked:
+            write(b"")  # send the headers now: a WSGI server would hold them until the first chunk
         return Relay(response, lambda: self._done(ticket))
 
     def _live(self, instance_id: str) -> dict:

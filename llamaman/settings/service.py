@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +17,7 @@ from llamaman.validation import (
 )
 
 RECORDING_MODES = ("off", "per_request", "per_conversation")
+CACHE_TTL_S = 1.0
 
 DEFAULTS: dict[str, Any] = {
     "require_auth": True,
@@ -52,9 +54,11 @@ _CLEANUP_STAMPS = ("downloads_last_run_at", "instances_last_run_at", "stale_reco
 class SettingsService:
     """Reads settings merged over defaults and saves validated patches."""
 
-    def __init__(self, repo: SettingsRepository, node: str) -> None:
+    def __init__(self, repo: SettingsRepository, node: str, clock: Callable[[], float] = time.monotonic) -> None:
         self.repo = repo
         self.node = node
+        self.clock = clock
+        self._require_auth: tuple[float, bool] | None = None  # (read at, value)
 
     def get(self) -> dict[str, Any]:
         """Return the effective settings of this node."""
@@ -69,8 +73,14 @@ class SettingsService:
         return merged
 
     def require_auth(self) -> bool:
-        """Whether model endpoints and instance ports need a bearer key."""
-        return bool(self.repo.get("global").get("require_auth", DEFAULTS["require_auth"]))
+        """Whether model endpoints and instance ports need a bearer key (read at most once a
+        second: it is asked on every proxied request; a local save applies at once)."""
+        cached = self._require_auth
+        if cached is not None and self.clock() - cached[0] <= CACHE_TTL_S:
+            return cached[1]
+        value = bool(self.repo.get("global").get("require_auth", DEFAULTS["require_auth"]))
+        self._require_auth = (self.clock(), value)
+        return value
 
     def save(self, patch: Any) -> dict[str, Any]:
         """Validate a partial settings document, store it, and return the effective settings."""
@@ -79,6 +89,7 @@ class SettingsService:
         shared_part = {k: v for k, v in clean.items() if k not in NODE_SCOPED}
         if shared_part:
             self.repo.update("global", _merger(shared_part))
+            self._require_auth = None
         if node_part:
             self.repo.update(self.node, _merger(node_part))
         return self.get()

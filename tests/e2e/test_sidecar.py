@@ -82,13 +82,17 @@ def test_streaming_arrives_chunk_by_chunk(manager, launched):
 
 
 def test_gate_queues_fifo_rejects_overflow_and_caps_in_flight(manager, launched):
-    instance = launched(parallel=4, ctx_size=2048, max_concurrent=4, max_queue_depth=6)
-    peak = [0]
+    # More slots than the gate allows: only the gate can keep llama-server at 4.
+    instance = launched(parallel=6, ctx_size=3072, max_concurrent=4, max_queue_depth=6)
+    peak = [0, 0]  # our in-flight count, and llama-server's busy slots (its /slots)
     sampling = threading.Event()
+    slots_url = f"http://127.0.0.1:{instance['port']}/slots"
 
     def sample():
         while not sampling.is_set():
             peak[0] = max(peak[0], manager.instance(instance["id"])["active_requests"])
+            slots = requests.get(slots_url, headers={"Authorization": f"Bearer {manager.key}"}).json()
+            peak[1] = max(peak[1], sum(bool(slot.get("is_processing")) for slot in slots))
             time.sleep(0.02)
     sampler = threading.Thread(target=sample)
     sampler.start()
@@ -100,7 +104,7 @@ def test_gate_queues_fifo_rejects_overflow_and_caps_in_flight(manager, launched)
     assert all(results[i]["error"] == "request queue full" for i in range(12) if statuses[i] == 429)
     admitted = [int(results[i]["headers"]["X-Llamaman-Admission"]) for i in range(12) if statuses[i] == 200]
     assert admitted == sorted(admitted), "admission order must equal arrival order"
-    assert 0 < peak[0] <= 4
+    assert 0 < peak[0] <= 4 and 0 < peak[1] <= 4
 
 
 def test_live_resize_never_exceeds_the_current_limit(manager, launched):
