@@ -110,3 +110,37 @@ def test_manager_kill9_adopts_running_instances(request, tmp_path, models_dir, m
     finally:
         manager.app.kill()
         other.app.kill()
+
+
+def test_orphans_of_this_node_are_removed_on_start(request, tmp_path, models_dir, model_path, runtime):
+    env = runtime_env(runtime, request, models_dir, ports=23800)
+    lost = start_manager(tmp_path / "lost", env)  # same node name, but its records will be gone
+    orphan = lost.wait_status(lost.launch(model_path)["id"], "healthy")
+    lost.app.kill()
+    manager = start_manager(tmp_path / "fresh", env)
+    try:
+        handle = orphan["runtime"]["handle"]
+        if runtime == "process":
+            wait_until(lambda: not _alive(int(handle)), timeout=30)
+        else:
+            client = request.getfixturevalue("docker_client")
+            wait_until(lambda: not client.containers.list(all=True, filters={"id": handle}), timeout=30)
+        assert manager.api.get(manager.url("/api/instances")).json() == []
+    finally:
+        manager.app.kill()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ", 1)[1].startswith("Z")
+    except OSError:
+        return False
