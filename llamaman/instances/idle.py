@@ -1,0 +1,83 @@
+"""Idle sleep and wake of instances (part of InstanceService, kept apart for size).
+
+Sleeping is decided under the gate's lock, so no request can be admitted between "nothing in
+flight" and "asleep"; a request that finds the instance asleep wakes it, and concurrent ones
+wait for that one launch.
+"""
+from __future__ import annotations
+
+import time
+
+from llamaman.errors import Unavailable
+from llamaman.instances import records as rec
+from llamaman.proxy.sidecar import Target
+from llamaman.runtime import RuntimeRef
+
+
+class SleepWake:
+    """Mixin of InstanceService: uses its registry, gates, runtime, logs and targets."""
+
+    def ensure_running(self, instance_id: str, timeout: float) -> Target:
+        """The instance's target, waking it first when it sleeps (one launch however many ask)."""
+        target = self._targets.get(instance_id)
+        if target is not None:
+            return target
+        record = self.registry.snapshot(instance_id)
+        if record["status"] == rec.SLEEPING:
+            self._wake(instance_id, timeout)
+        settled = self.registry.wait_until(instance_id, lambda r: r["status"] != rec.STARTING, timeout)
+        target = self._targets.get(instance_id)
+        if target is None:
+            reason = (settled or {}).get("error") or f"instance {instance_id} is {(settled or {}).get('status', 'not ready')}"
+            raise Unavailable(reason)
+        return target
+
+    def _wake(self, instance_id: str, timeout: float) -> None:
+        """Start a sleeping instance (one launch: later callers find it starting)."""
+        lock = self.registry.op_lock(instance_id)
+        if not lock.acquire(timeout=timeout):
+            raise Unavailable(f"instance {instance_id} is busy stopping or starting")
+        try:
+            record = self.registry.snapshot(instance_id)
+            if record["status"] != rec.SLEEPING:
+                return
+            attempt = record.get("attempt", 0) + 1
+            self.registry.update(instance_id, {"status": rec.STARTING, "attempt": attempt,
+                                               "runtime": None, "error": None})
+            self.logs.event(instance_id, "waking on request")
+            self.start_attempt(instance_id, attempt)
+        finally:
+            lock.release()
+
+    def request_done(self, instance_id: str) -> None:
+        """Idle time counts from the end of the last request."""
+        self._last_end[instance_id] = time.monotonic()
+
+    def reap_idle(self) -> None:
+        """Put healthy instances to sleep once idle past their idle timeout."""
+        now = time.monotonic()
+        for record in self.registry.all():
+            timeout_min = record.get("idle_timeout_min") or 0
+            if record["status"] != rec.HEALTHY or timeout_min <= 0:
+                continue
+            last = self._last_end.setdefault(record["id"], now)
+            if now - last >= timeout_min * 60:
+                self.sleep(record["id"])
+
+    def sleep(self, instance_id: str) -> bool:
+        """Stop llama-server but keep the public port answering; False when requests are in flight."""
+        with self.registry.op_lock(instance_id):
+            record = self.registry.find(instance_id)
+            if record is None or record["status"] != rec.HEALTHY:
+                return False
+            if not self.gates.if_idle(instance_id, lambda: self._mark_sleeping(instance_id)):
+                return False
+            if record.get("runtime"):
+                self.runtime.stop(RuntimeRef.from_dict(record["runtime"]))
+            self.registry.update(instance_id, {"runtime": None})
+        self.logs.event(instance_id, "sleeping after the idle timeout")
+        return True
+
+    def _mark_sleeping(self, instance_id: str) -> None:
+        self._targets.pop(instance_id, None)
+        self.registry.update(instance_id, {"status": rec.SLEEPING, "slept_at": time.time()})
