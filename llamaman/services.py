@@ -13,6 +13,8 @@ from llamaman.config import Config
 from llamaman.instances.logs import InstanceLogs
 from llamaman.instances.registry import InstanceRegistry
 from llamaman.instances.service import InstanceService
+from llamaman.models.library import ModelLibrary
+from llamaman.presets.service import PresetService
 from llamaman.proxy.gate import Gates
 from llamaman.proxy.public import PublicPorts
 from llamaman.proxy.servers import PortServers
@@ -40,6 +42,8 @@ class Services:
     registry: NodeRegistry
     instances: InstanceService
     upstream: UpstreamPool
+    library: ModelLibrary
+    presets: PresetService
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     started: bool = False
 
@@ -53,6 +57,7 @@ class Services:
             self.config.logs_dir.mkdir(parents=True, exist_ok=True)
             self.storage.open()
             self.registry.start()
+            self.library.start()
             self.instances.start(create_runtime(self.config))
             self.started = True
             log.info("llamaman services started (node %s)", self.config.node_name)
@@ -63,6 +68,7 @@ class Services:
             if not self.started:
                 return
             self.instances.close()
+            self.library.stop()
             self.upstream.close()
             self.registry.stop()
             self.storage.close()
@@ -97,4 +103,6 @@ def build_services(config: Config) -> Services:
         registry=NodeRegistry(storage.nodes, config),
         instances=instances,
         upstream=upstream,
+        library=ModelLibrary(config.models_dir),
+        presets=PresetService(storage.presets, instances, config),
     )

@@ -12,6 +12,8 @@ from llamaman.config import Config
 from llamaman.http import MAX_BODY_BYTES, register_error_handlers
 from llamaman.instances import monitor as monitor_routes
 from llamaman.instances import routes as instance_routes
+from llamaman.models import routes as model_routes
+from llamaman.presets import routes as preset_routes
 from llamaman.services import Services, build_services
 from llamaman.settings import routes as settings_routes
 from llamaman.ui import routes as ui_routes
@@ -36,6 +38,6 @@ def create_app(config: Config, services: Services | None = None) -> Flask:
     init_auth(app)
     register_error_handlers(app)
     for blueprint in (ui_routes.bp, auth_routes.bp, settings_routes.bp, instance_routes.bp,
-                      monitor_routes.bp):
+                      monitor_routes.bp, model_routes.bp, preset_routes.bp):
         app.register_blueprint(blueprint)
     return app
