@@ -1,7 +1,7 @@
 """Pooled keep-alive HTTP to llama-server, forwarding bytes as they arrive."""
 from __future__ import annotations
 
-import http.client
+import logging
 from collections.abc import Iterator
 
 import urllib3
@@ -11,8 +11,8 @@ HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
     "trailers", "transfer-encoding", "upgrade",
 })
+log = logging.getLogger(__name__)
 READ_SIZE = 64 * 1024
-_CLOSED_EARLY = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 
 
 class UpstreamError(Exception):
@@ -36,22 +36,22 @@ class UpstreamPool:
              body: bytes | None) -> urllib3.BaseHTTPResponse:
         """Send a request and return the response with its body unread.
 
-        A kept-alive connection that llama-server closed just before our request is the one
-        failure where nothing was processed: that request is sent again, once, on a new one.
+        A connection that breaks before any response byte is almost always a kept-alive one
+        that llama-server closed as we reused it: the request is sent again, once, on a new one.
         """
         url = f"http://{host}:{port}{path}"
         try:
             try:
                 return self._send(method, url, headers, body)
             except urllib3.exceptions.ProtocolError as err:
-                if not isinstance(err.args[-1] if err.args else None, _CLOSED_EARLY):
-                    raise
+                log.info("upstream connection broke before the response (%r); retrying once", err)
                 return self._send(method, url, headers, body)
         except urllib3.exceptions.NewConnectionError as err:  # a TimeoutError subclass in urllib3
             raise UpstreamError(f"llama-server is unreachable: {err}") from err
         except urllib3.exceptions.TimeoutError as err:
             raise UpstreamError(f"llama-server did not answer in time: {err}", timeout=True) from err
         except Urllib3Error as err:
+            log.warning("upstream request failed: %r", err)
             raise UpstreamError(f"llama-server is unreachable: {err}") from err
 
     def _send(self, method: str, url: str, headers: dict[str, str], body: bytes | None):

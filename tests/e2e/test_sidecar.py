@@ -129,7 +129,8 @@ def test_live_resize_never_exceeds_the_current_limit(manager, launched):
     for thread in threads:
         thread.join()
     assert violations == []
-    assert [results[i]["status"] for i in range(10)] == [200] * 10, "no queued request is dropped"
+    outcomes = [(results[i]["status"], results[i].get("error")) for i in range(10)]
+    assert all(status == 200 for status, _ in outcomes), f"no queued request is dropped: {outcomes}"
 
 
 def test_waiter_that_disconnects_leaves_the_queue(manager, launched):
