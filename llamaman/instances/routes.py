@@ -23,7 +23,9 @@ def list_instances():
 
 @bp.post("/api/instances")
 def launch_instance():
-    return jsonify(_instances().launch(json_body(), launched_by="admin")), 201
+    body = json_body()
+    full = services().presets.launch_body(body.get("model_path"), body)  # the preset under the body
+    return jsonify(_instances().launch(full, launched_by="admin")), 201
 
 
 @bp.get("/api/instances/<instance_id>")

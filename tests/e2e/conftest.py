@@ -1,20 +1,21 @@
 """e2e hygiene: llama-servers that a test's manager left running (a kill -9 leaves them, by
-design, for adoption) are stopped when the test ends."""
+design, for adoption) are stopped when the test ends. Only servers whose log lies under this
+pytest session's temp dir are touched, so concurrent sessions keep theirs."""
 import os
 import signal
 
 import psutil
 import pytest
 
-MARKER = "LLAMAMAN_INSTANCE_ID"
+LOG_ENV = "LLAMAMAN_LOG_PATH"
 
 
-def product_servers() -> set[int]:
-    """Pids of native llama-servers launched by a llamaman manager (they carry MARKER)."""
+def session_servers(base: str) -> set[int]:
+    """Pids of native llama-servers launched by a manager of this test session."""
     found = set()
     for proc in psutil.process_iter(["pid"]):
         try:
-            if MARKER in proc.environ():
+            if proc.environ().get(LOG_ENV, "").startswith(base):
                 found.add(proc.pid)
         except (psutil.Error, OSError):
             continue
@@ -22,10 +23,11 @@ def product_servers() -> set[int]:
 
 
 @pytest.fixture(autouse=True)
-def stop_leftover_servers():
-    before = product_servers()
+def stop_leftover_servers(tmp_path_factory):
+    base = str(tmp_path_factory.getbasetemp())
+    before = session_servers(base)
     yield
-    for pid in product_servers() - before:
+    for pid in session_servers(base) - before:
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:

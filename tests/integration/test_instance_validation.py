@@ -120,3 +120,15 @@ def test_launch_without_a_runtime_fails_with_a_reason(env):
     failed = client.get(f"/api/instances/{instance_id}").get_json()
     assert failed["status"] == "failed" and "llama-server" in failed["error"]
     assert client.get("/api/next-port").get_json()["port"] == 24000, "a failed launch frees its port"
+
+
+def test_launch_uses_the_full_preset_under_explicit_fields(env):
+    _app, client, token, models = env
+    saved = client.put(f"/api/presets{models}/ok.gguf", headers={"X-CSRF-Token": token},
+                       json={"ctx_size": 640, "max_concurrent": 3, "proxy_sampling_top_k": 11})
+    assert saved.status_code == 200, saved.get_data(as_text=True)
+    launched = launch(client, token, {"model_path": "ok.gguf", "ctx_size": 512})
+    assert launched.status_code == 201
+    record = launched.get_json()
+    assert record["ctx_size"] == 512, "an explicit field wins over the preset"
+    assert record["max_concurrent"] == 3 and record["proxy_sampling_top_k"] == 11
