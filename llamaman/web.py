@@ -8,6 +8,7 @@ from flask import Flask
 from llamaman.auth import routes as auth_routes
 from llamaman.auth.secret import load_or_create_secret
 from llamaman.auth.session import init_auth
+from llamaman.compat import routes as compat_routes
 from llamaman.config import Config
 from llamaman.http import MAX_BODY_BYTES, register_error_handlers
 from llamaman.instances import monitor as monitor_routes
@@ -38,6 +39,6 @@ def create_app(config: Config, services: Services | None = None) -> Flask:
     init_auth(app)
     register_error_handlers(app)
     for blueprint in (ui_routes.bp, auth_routes.bp, settings_routes.bp, instance_routes.bp,
-                      monitor_routes.bp, model_routes.bp, preset_routes.bp):
+                      monitor_routes.bp, model_routes.bp, preset_routes.bp, compat_routes.bp):
         app.register_blueprint(blueprint)
     return app

@@ -49,6 +49,11 @@ class SleepWake:
         finally:
             lock.release()
 
+    def last_use(self) -> dict[str, float]:
+        """Epoch time each instance last finished a request (for expiry estimates)."""
+        offset = time.time() - time.monotonic()
+        return {instance_id: end + offset for instance_id, end in self._last_end.items()}
+
     def request_done(self, instance_id: str) -> None:
         """Idle time counts from the end of the last request."""
         self._last_end[instance_id] = time.monotonic()

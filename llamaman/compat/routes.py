@@ -1,0 +1,31 @@
+"""Ollama- and OpenAI-compatible listing endpoints (on :42069 and :5000)."""
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+
+from llamaman import __version__
+from llamaman.compat import catalog
+from llamaman.http import services
+
+bp = Blueprint("compat", __name__)
+
+
+@bp.get("/api/version")
+def version():
+    return jsonify({"version": __version__})
+
+
+@bp.get("/api/tags")
+def tags():
+    return jsonify(catalog.ollama_tags(services().library.list()))
+
+
+@bp.get("/api/ps")
+def running():
+    svc = services()
+    return jsonify(catalog.ollama_ps(svc.instances.list(), svc.library.list(), svc.instances.last_use()))
+
+
+@bp.get("/v1/models")
+def openai_models():
+    return jsonify(catalog.openai_models(services().library.list()))
