@@ -15,12 +15,14 @@ from llamaman.instances.registry import InstanceRegistry
 from llamaman.instances.service import InstanceService
 from llamaman.models.library import ModelLibrary
 from llamaman.presets.service import PresetService
+from llamaman.proxy.forward import Forwarder
 from llamaman.proxy.gate import Gates
 from llamaman.proxy.public import PublicPorts
 from llamaman.proxy.servers import PortServers
 from llamaman.proxy.sidecar import InstanceProxy
 from llamaman.proxy.upstream import UpstreamPool
 from llamaman.runtime import create_runtime
+from llamaman.scheduler import Scheduler
 from llamaman.settings.service import SettingsService
 from llamaman.storage import open_storage
 from llamaman.storage.base import Storage
@@ -44,6 +46,8 @@ class Services:
     upstream: UpstreamPool
     library: ModelLibrary
     presets: PresetService
+    scheduler: Scheduler
+    forwarder: Forwarder
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     started: bool = False
 
@@ -92,6 +96,8 @@ def build_services(config: Config) -> Services:
     gates = Gates()
     instances = InstanceService(config, InstanceRegistry(storage.instances), InstanceLogs(config.logs_dir),
                                 ports, gates)
+    library = ModelLibrary(config.models_dir)
+    presets = PresetService(storage.presets, instances, config)
     ports.make_app = lambda instance_id: InstanceProxy(
         instance_id, instances, gates, upstream, api_keys, settings.require_auth, config.request_timeout)
     return Services(
@@ -103,6 +109,8 @@ def build_services(config: Config) -> Services:
         registry=NodeRegistry(storage.nodes, config),
         instances=instances,
         upstream=upstream,
-        library=ModelLibrary(config.models_dir),
-        presets=PresetService(storage.presets, instances, config),
+        library=library,
+        presets=presets,
+        scheduler=Scheduler(config, instances, library, presets, settings),
+        forwarder=Forwarder(instances, gates, upstream, config.request_timeout),
     )

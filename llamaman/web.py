@@ -8,6 +8,8 @@ from flask import Flask
 from llamaman.auth import routes as auth_routes
 from llamaman.auth.secret import load_or_create_secret
 from llamaman.auth.session import init_auth
+from llamaman.compat import ollama as ollama_routes
+from llamaman.compat import openai as openai_routes
 from llamaman.compat import routes as compat_routes
 from llamaman.config import Config
 from llamaman.http import MAX_BODY_BYTES, register_error_handlers
@@ -39,6 +41,7 @@ def create_app(config: Config, services: Services | None = None) -> Flask:
     init_auth(app)
     register_error_handlers(app)
     for blueprint in (ui_routes.bp, auth_routes.bp, settings_routes.bp, instance_routes.bp,
-                      monitor_routes.bp, model_routes.bp, preset_routes.bp, compat_routes.bp):
+                      monitor_routes.bp, model_routes.bp, preset_routes.bp, compat_routes.bp,
+                      ollama_routes.bp, openai_routes.bp):
         app.register_blueprint(blueprint)
     return app

@@ -24,7 +24,7 @@ class SleepWake:
             return target
         record = self.registry.snapshot(instance_id)
         if record["status"] == rec.SLEEPING:
-            self._wake(instance_id, timeout)
+            self.wake(instance_id, timeout)
         settled = self.registry.wait_until(instance_id, lambda r: r["status"] != rec.STARTING, timeout)
         target = self._targets.get(instance_id)
         if target is None:
@@ -32,7 +32,7 @@ class SleepWake:
             raise Unavailable(reason)
         return target
 
-    def _wake(self, instance_id: str, timeout: float) -> None:
+    def wake(self, instance_id: str, timeout: float) -> None:
         """Start a sleeping instance (one launch: later callers find it starting)."""
         lock = self.registry.op_lock(instance_id)
         if not lock.acquire(timeout=timeout):
@@ -53,6 +53,18 @@ class SleepWake:
         """Epoch time each instance last finished a request (for expiry estimates)."""
         offset = time.time() - time.monotonic()
         return {instance_id: end + offset for instance_id, end in self._last_end.items()}
+
+    def evict(self, instance_id: str) -> bool:
+        """Stop an instance for another model, only while nothing of it is in flight."""
+        with self.registry.op_lock(instance_id):
+            record = self.registry.find(instance_id)
+            if record is None or record["status"] not in rec.ACTIVE:
+                return False
+            if not self.gates.remove_if_idle(instance_id):
+                return False
+            self._halt(record, rec.STOPPED, error=None)
+        self.logs.event(instance_id, "evicted to make room for another model (LLAMAMAN_MAX_MODELS)")
+        return True
 
     def request_done(self, instance_id: str) -> None:
         """Idle time counts from the end of the last request."""

@@ -67,13 +67,18 @@ class Gate:
             member.limit, member.queue_depth = limit, queue_depth
             self._grant()
 
-    def remove_member(self, member_id: str) -> None:
-        """Drop a member; with none left, queued requests are turned away at once."""
+    def remove_member(self, member_id: str, only_if_idle: bool = False) -> bool:
+        """Drop a member (False, and nothing done, when only_if_idle and it has requests in
+        flight); with none left, queued requests are turned away at once."""
         with self.lock:
+            member = self.members.get(member_id)
+            if only_if_idle and member is not None and member.active > 0:
+                return False
             self.members.pop(member_id, None)
             if not self.members:
                 while self.waiters:
                     self.waiters.popleft().event.set()  # granted stays None: refused
+            return True
 
     def acquire(self, timeout: float, gone: Callable[[], bool] = lambda: False) -> Admission:
         """Wait for a slot in arrival order; return the member that got it."""
@@ -203,6 +208,15 @@ class Gates:
     def counts(self, instance_id: str) -> tuple[int, int]:
         gate = self.gate(instance_id)
         return gate.counts(instance_id) if gate else (0, 0)
+
+    def remove_if_idle(self, instance_id: str) -> bool:
+        """Take an instance out of its gate unless it has requests in flight (atomically)."""
+        gate = self.gate(instance_id)
+        if gate is not None and not gate.remove_member(instance_id, only_if_idle=True):
+            return False
+        with self._lock:
+            self._key_of.pop(instance_id, None)
+        return True
 
     def if_idle(self, instance_id: str, action: Callable[[], None]) -> bool:
         gate = self.gate(instance_id)

@@ -1,0 +1,133 @@
+"""Ollama chat and generate on :42069 (and :5000): on-demand loading, strict NDJSON streaming."""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, stream_with_context
+from urllib3.exceptions import HTTPError as Urllib3Error
+
+from llamaman.compat import ollama_format as fmt
+from llamaman.compat.streams import DONE, sse_events
+from llamaman.errors import Invalid, LlamamanError
+from llamaman.http import json_body, services
+from llamaman.proxy.forward import Opened
+from llamaman.validation import get_bool, get_str
+
+bp = Blueprint("ollama", __name__)
+NDJSON = "application/x-ndjson"
+
+
+@bp.post("/api/chat")
+def chat():
+    return _serve("chat")
+
+
+@bp.post("/api/generate")
+def generate():
+    return _serve("generate")
+
+
+def _serve(kind: str):
+    arrived = time.monotonic()
+    body = json_body()
+    name = get_str(body, "model", required=True, allow_empty=False)
+    stream = get_bool(body, "stream", default=True)
+    svc = services()
+    instance_id = svc.scheduler.instance_for(name, "ollama")
+    if _load_only(kind, body):
+        svc.instances.ensure_running(instance_id, svc.config.request_timeout)
+        return jsonify({**_head(name, kind, ""), "done": True, "done_reason": "load"})
+    if kind == "chat":
+        path, upstream = "/v1/chat/completions", fmt.chat_request(body, stream)
+    else:
+        path, upstream = fmt.generate_request(body, stream)
+    opened = svc.forwarder.open(instance_id, path, upstream)
+    if opened.response.status >= 400:
+        return _upstream_error(opened)
+    if not stream:
+        return jsonify(_whole(opened, name, kind, arrived))
+    lines = _ndjson(opened, name, kind, arrived)
+    return Response(stream_with_context(lines), mimetype=NDJSON)
+
+
+def _load_only(kind: str, body: dict[str, Any]) -> bool:
+    """An empty message list (chat) or a missing prompt (generate) just loads the model."""
+    if kind == "chat":
+        messages = body.get("messages")
+        if messages is not None and not isinstance(messages, list):
+            raise Invalid("'messages' must be a list of objects")
+        return not messages
+    return not body.get("prompt")
+
+
+def _head(name: str, kind: str, text: str, thinking: str = "") -> dict[str, Any]:
+    head: dict[str, Any] = {"model": name, "created_at": fmt.now_iso()}
+    if kind == "chat":
+        head["message"] = {"role": "assistant", "content": text}
+        if thinking:
+            head["message"]["thinking"] = thinking
+    else:
+        head["response"] = text
+        if thinking:
+            head["thinking"] = thinking
+    return head
+
+
+def _upstream_error(opened: Opened):
+    status = opened.response.status
+    raw = opened.response.read()
+    opened.close()
+    try:
+        error = json.loads(raw).get("error")
+        message = error.get("message") if isinstance(error, dict) else error
+    except (ValueError, AttributeError):
+        message = raw.decode("utf-8", "replace")[:500]
+    return jsonify({"error": message or f"llama-server answered {status}"}), status
+
+
+def _whole(opened: Opened, name: str, kind: str, arrived: float) -> dict[str, Any]:
+    try:
+        data = json.loads(opened.response.read())
+    finally:
+        opened.close()
+    choice = (data.get("choices") or [{}])[0]
+    message = choice.get("message") or {}
+    text = message.get("content") if kind == "chat" or "message" in choice else choice.get("text")
+    result = _head(name, kind, text or choice.get("text") or "", message.get("reasoning_content") or "")
+    if message.get("tool_calls") and kind == "chat":
+        result["message"]["tool_calls"] = fmt.ollama_tool_calls(message["tool_calls"])
+    return {**result, "done": True, "done_reason": fmt.done_reason(choice.get("finish_reason")),
+            **fmt.durations(data.get("timings"), time.monotonic() - arrived, opened.waited_s)}
+
+
+def _ndjson(opened: Opened, name: str, kind: str, arrived: float) -> Iterator[str]:
+    """One JSON object per line: content deltas, then the final statistics."""
+    finished, finish_reason, timings = False, None, None
+    tools = fmt.ToolCallAssembler()
+    try:
+        for event in sse_events(opened):
+            if event is DONE:
+                break
+            timings = event.get("timings") or timings
+            for choice in event.get("choices") or []:
+                finish_reason = choice.get("finish_reason") or finish_reason
+                delta = choice.get("delta") or {}
+                tools.feed(delta.get("tool_calls") or [])
+                text = delta.get("content") or choice.get("text") or ""
+                thinking = delta.get("reasoning_content") or ""
+                if text or thinking:
+                    yield json.dumps({**_head(name, kind, text, thinking), "done": False}) + "\n"
+        finished = True
+    except (Urllib3Error, OSError, LlamamanError) as err:
+        yield json.dumps({"error": f"llama-server stopped while streaming: {err}"}) + "\n"
+        return
+    finally:
+        opened.close(finished)
+    if tools.calls and kind == "chat":
+        yield json.dumps({**_head(name, kind, ""), "message": {
+            "role": "assistant", "content": "", "tool_calls": tools.result()}, "done": False}) + "\n"
+    yield json.dumps({**_head(name, kind, ""), "done": True, "done_reason": fmt.done_reason(finish_reason),
+                      **fmt.durations(timings, time.monotonic() - arrived, opened.waited_s)}) + "\n"

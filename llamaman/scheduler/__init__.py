@@ -1,0 +1,109 @@
+"""The one place that decides, for API requests, whether a model starts, wakes or evicts another.
+
+Decisions are serialised by one lock, and a launch or wake turns the instance `starting`
+before the lock is released: a burst for a cold model causes exactly one launch, and the
+number of loading-or-loaded chat models never exceeds LLAMAMAN_MAX_MODELS (embedding models
+are not counted and never evicted).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from llamaman.config import Config
+from llamaman.errors import NotFound, Unavailable
+from llamaman.instances import records as rec
+from llamaman.instances.service import InstanceService
+from llamaman.models.library import ModelLibrary
+from llamaman.presets.service import PresetService
+from llamaman.settings.service import SettingsService
+
+LOADED = frozenset({rec.STARTING, rec.HEALTHY})
+API_LAUNCHERS = frozenset({"ollama", "openai"})
+EVICT_POLL_S = 0.05
+ADMIN_MESSAGE = ("model limit reached (LLAMAMAN_MAX_MODELS={}); admin-launched models cannot be "
+                 "evicted via the API")
+OPENAI_MESSAGE = ("model limit reached (LLAMAMAN_MAX_MODELS={}); the OpenAI API does not evict "
+                  "running models")
+
+
+class Scheduler:
+    def __init__(self, config: Config, instances: InstanceService, library: ModelLibrary,
+                 presets: PresetService, settings: SettingsService) -> None:
+        self.config = config
+        self.instances = instances
+        self.library = library
+        self.presets = presets
+        self.settings = settings
+        self._lock = threading.Lock()
+        self.launches = 0
+        self.evictions = 0
+
+    def instance_for(self, name: str, launcher: str, embedding: bool = False) -> str:
+        """The instance that will serve `name`, started or woken when needed."""
+        entry = self.library.find(name)
+        if entry is None or entry.get("type") != "gguf" or entry.get("unreadable"):
+            raise NotFound(f"model '{name}' not found")
+        with self._lock:
+            existing = self._existing(entry["path"], embedding)
+            if existing is not None and existing["status"] in LOADED:
+                return existing["id"]
+            if not embedding:
+                self._make_room(launcher)
+            if existing is not None:  # asleep: waking loads it, so it counts like a launch
+                self.instances.wake(existing["id"], self.config.request_timeout)
+                return existing["id"]
+            return self._launch(entry["path"], launcher, embedding)
+
+    def _existing(self, path: str, embedding: bool) -> dict[str, Any] | None:
+        candidates = [i for i in self.instances.list()
+                      if path in (i["model_path"], i.get("real_model_path")) and i["status"] in rec.ACTIVE
+                      and bool(i.get("embedding")) == embedding]
+        candidates.sort(key=lambda i: (i["status"] not in LOADED, i["status"] != rec.HEALTHY))
+        return candidates[0] if candidates else None
+
+    def _launch(self, path: str, launcher: str, embedding: bool) -> str:
+        explicit: dict[str, Any] = {"model_path": path}
+        if embedding:
+            explicit["embedding"] = True
+        body = self.presets.launch_body(path, explicit)
+        if self.config.idle_timeout_min and "idle_timeout_min" not in body:
+            body["idle_timeout_min"] = self.config.idle_timeout_min
+        self.launches += 1
+        return self.instances.launch(body, launched_by=launcher)["id"]
+
+    def _make_room(self, launcher: str) -> None:
+        """Evict least-recently-used models the launcher may evict until one more fits."""
+        cap = self.config.max_models
+        if cap <= 0:
+            return
+        deadline = time.monotonic() + self.config.request_timeout
+        while len(self._loaded_chat_models()) >= cap:
+            victims = self._victims(launcher, cap)
+            idle = [v for v in victims if v["active_requests"] == 0]
+            if idle and self.instances.evict(idle[0]["id"]):
+                self.evictions += 1
+                continue
+            if time.monotonic() > deadline:
+                raise Unavailable(f"model limit reached (LLAMAMAN_MAX_MODELS={cap}); every model "
+                                  "that could be evicted is busy")
+            time.sleep(EVICT_POLL_S)  # a victim is serving a request: wait for it, never cut it
+
+    def _loaded_chat_models(self) -> list[dict[str, Any]]:
+        return [i for i in self.instances.list() if i["status"] in LOADED and not i.get("embedding")]
+
+    def _victims(self, launcher: str, cap: int) -> list[dict[str, Any]]:
+        """Models this launcher may evict, API-launched ones first, each group least recently
+        used first; Unavailable when there are none."""
+        if launcher == "openai":
+            raise Unavailable(OPENAI_MESSAGE.format(cap))
+        last_use = self.instances.last_use()
+        loaded = sorted(self._loaded_chat_models(),
+                        key=lambda i: last_use.get(i["id"], i.get("healthy_at") or 0))
+        victims = [i for i in loaded if i.get("launched_by") in API_LAUNCHERS]
+        if launcher == "admin" or self.settings.get()["allow_ollama_api_override_admin"]:
+            victims += [i for i in loaded if i.get("launched_by") not in API_LAUNCHERS]
+        if not victims:
+            raise Unavailable(ADMIN_MESSAGE.format(cap))
+        return victims

@@ -1,0 +1,172 @@
+"""Chat and generate through the real `ollama` and `openai` clients, with on-demand loading and
+the model cap, against the real gemma model."""
+import json
+import os
+import threading
+import time
+
+import ollama
+import openai
+import pytest
+import requests
+
+from tests.e2e.instancekit import runtime_env, start_manager
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture
+def models(tmp_path, model_path):
+    """Three model names backed by the one real GGUF (hard links: no copies)."""
+    folder = tmp_path / "models"
+    folder.mkdir()
+    for name in ("alpha", "beta", "gamma"):
+        os.link(model_path, folder / f"{name}.gguf")
+    return folder
+
+
+def make_manager(request, tmp_path, models, **env):
+    base = runtime_env("process", request, models, ports=29100)
+    manager = start_manager(tmp_path / "app", {**base, **env})
+    request.addfinalizer(lambda: stop_all(manager))
+    return manager
+
+
+def stop_all(manager):
+    for instance in manager.api.get(manager.url("/api/instances")).json():
+        manager.api.delete(manager.url(f"/api/instances/{instance['id']}"))
+    manager.app.kill()
+
+
+def api(manager) -> str:
+    return f"http://127.0.0.1:{manager.app.proxy_port}"
+
+
+def ollama_client(manager):
+    return ollama.Client(host=api(manager), headers={"Authorization": f"Bearer {manager.key}"})
+
+
+def running(manager):
+    return [i for i in manager.api.get(manager.url("/api/instances")).json() if i["status"] in ("starting", "healthy")]
+
+
+def test_ollama_chat_loads_on_demand_and_reports_real_metrics(request, tmp_path, models):
+    manager = make_manager(request, tmp_path, models)
+    client = ollama_client(manager)
+    assert running(manager) == []
+    parts = list(client.chat(model="alpha", messages=[{"role": "user", "content": "Say hi."}],
+                             stream=True, options={"num_predict": 12, "temperature": 0}))
+    assert all(not p.done for p in parts[:-1]) and parts[-1].done
+    assert "".join(p.message.content for p in parts)
+    final = parts[-1]
+    assert final.done_reason in ("stop", "length") and final.eval_count > 0 and final.prompt_eval_count > 0
+    assert final.eval_duration > 0 and final.total_duration >= final.eval_duration + final.load_duration
+    assert final.load_duration > 0, "the first request waited for the load"
+    [instance] = running(manager)
+    assert instance["launched_by"] == "ollama" and instance["model_name"] == "alpha"
+    whole = client.chat(model="ALPHA:latest", messages=[{"role": "user", "content": "Say hi."}],
+                        options={"num_predict": 8})
+    assert whole.done and whole.message.role == "assistant" and len(running(manager)) == 1
+
+
+def test_ndjson_is_strict_and_eval_count_comes_from_timings(request, tmp_path, models):
+    manager = make_manager(request, tmp_path, models)
+    response = requests.post(api(manager) + "/api/generate", stream=True,
+                             headers={"Authorization": f"Bearer {manager.key}"},
+                             json={"model": "beta", "prompt": "Count to five.", "options": {"num_predict": 10}})
+    assert response.headers["Content-Type"].startswith("application/x-ndjson")
+    lines = [line for line in response.iter_lines()]
+    objects = [json.loads(line) for line in lines]  # every line is one JSON object
+    final = objects[-1]
+    assert final["done"] is True and all(o["done"] is False for o in objects[:-1])
+    assert all(isinstance(final[k], int) for k in ("total_duration", "load_duration", "prompt_eval_count",
+                                                   "prompt_eval_duration", "eval_count", "eval_duration"))
+    assert final["eval_count"] == 10, "num_predict 10 → llama-server predicted 10"
+
+
+def test_load_only_unknown_model_and_bad_input(request, tmp_path, models):
+    manager = make_manager(request, tmp_path, models)
+    client = ollama_client(manager)
+    loaded = client.chat(model="gamma", messages=[])
+    assert loaded.done and loaded.done_reason == "load"
+    assert [i["model_name"] for i in running(manager)] == ["gamma"]
+    with pytest.raises(ollama.ResponseError) as err:
+        client.chat(model="nope", messages=[{"role": "user", "content": "x"}])
+    assert err.value.status_code == 404
+    headers = {"Authorization": f"Bearer {manager.key}"}
+    for body in ({"model": "gamma", "messages": "hi"}, {"model": "gamma", "messages": [{"role": "x"}]},
+                 {"model": "gamma", "prompt": 5}, {"messages": []},
+                 {"model": "gamma", "messages": [{"role": "user", "content": "x"}], "options": {"temperature": "hot"}}):
+        path = "/api/generate" if "prompt" in body else "/api/chat"
+        assert requests.post(api(manager) + path, json=body, headers=headers).status_code == 400
+    assert len(running(manager)) == 1, "bad requests launch nothing"
+
+
+def test_openai_client_streams_and_names_the_model_as_asked(request, tmp_path, models):
+    manager = make_manager(request, tmp_path, models)
+    client = openai.OpenAI(base_url=api(manager) + "/v1", api_key=manager.key)
+    stream = client.chat.completions.create(model="alpha", messages=[{"role": "user", "content": "Hi"}],
+                                            max_tokens=8, stream=True)
+    chunks = list(stream)
+    assert chunks and all(c.model == "alpha" for c in chunks)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    whole = client.chat.completions.create(model="alpha", messages=[{"role": "user", "content": "Hi"}], max_tokens=8)
+    assert whole.model == "alpha" and whole.usage.completion_tokens > 0
+    text = client.completions.create(model="alpha", prompt="Once upon", max_tokens=4)
+    assert text.model == "alpha" and text.choices[0].text is not None
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="missing", messages=[{"role": "user", "content": "Hi"}])
+
+
+def test_cold_burst_causes_one_launch(request, tmp_path, models):
+    manager = make_manager(request, tmp_path, models)
+    results = []
+
+    def ask():
+        response = requests.post(api(manager) + "/api/chat", headers={"Authorization": f"Bearer {manager.key}"},
+                                 json={"model": "beta", "stream": False, "options": {"num_predict": 4},
+                                       "messages": [{"role": "user", "content": "Hi"}]})
+        results.append(response.status_code)
+    threads = [threading.Thread(target=ask) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [200] * 10
+    assert len(manager.api.get(manager.url("/api/instances")).json()) == 1, "exactly one launch"
+
+
+def test_the_model_cap_is_never_exceeded(request, tmp_path, models):
+    manager = make_manager(request, tmp_path, models, LLAMAMAN_MAX_MODELS="1")
+    peak, stop = [0], threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            peak[0] = max(peak[0], len(running(manager)))
+            time.sleep(0.01)
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    statuses = []
+
+    def ask(name):
+        response = requests.post(api(manager) + "/api/chat", headers={"Authorization": f"Bearer {manager.key}"},
+                                 json={"model": name, "stream": False, "options": {"num_predict": 2},
+                                       "messages": [{"role": "user", "content": "Hi"}]})
+        statuses.append(response.status_code)
+    threads = [threading.Thread(target=ask, args=(name,)) for name in ("alpha", "beta", "gamma") * 4]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    stop.set()
+    sampler.join()
+    assert peak[0] == 1, f"{peak[0]} chat models were loaded at once with LLAMAMAN_MAX_MODELS=1"
+    assert statuses.count(200) == 12, statuses
+    client = openai.OpenAI(base_url=api(manager) + "/v1", api_key=manager.key)
+    loaded = running(manager)[0]["model_name"]
+    other = next(n for n in ("alpha", "beta", "gamma") if n != loaded)
+    with pytest.raises(openai.InternalServerError) as err:
+        client.chat.completions.create(model=other, messages=[{"role": "user", "content": "Hi"}], max_tokens=2)
+    assert err.value.status_code == 503
+    assert err.value.response.json()["error"] == (
+        "model limit reached (LLAMAMAN_MAX_MODELS=1); the OpenAI API does not evict running models")
