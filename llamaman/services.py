@@ -21,6 +21,7 @@ from llamaman.proxy.public import PublicPorts
 from llamaman.proxy.servers import PortServers
 from llamaman.proxy.sidecar import InstanceProxy
 from llamaman.proxy.upstream import UpstreamPool
+from llamaman.recording.recorder import Recorder
 from llamaman.runtime import create_runtime
 from llamaman.scheduler import Scheduler
 from llamaman.settings.service import SettingsService
@@ -48,6 +49,7 @@ class Services:
     presets: PresetService
     scheduler: Scheduler
     forwarder: Forwarder
+    recorder: Recorder
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     started: bool = False
 
@@ -62,6 +64,7 @@ class Services:
             self.storage.open()
             self.registry.start()
             self.library.start()
+            self.recorder.start()
             self.instances.start(create_runtime(self.config))
             self.started = True
             log.info("llamaman services started (node %s)", self.config.node_name)
@@ -73,6 +76,7 @@ class Services:
                 return
             self.instances.close()
             self.library.stop()
+            self.recorder.stop()
             self.upstream.close()
             self.registry.stop()
             self.storage.close()
@@ -113,4 +117,5 @@ def build_services(config: Config) -> Services:
         presets=presets,
         scheduler=Scheduler(config, instances, library, presets, settings),
         forwarder=Forwarder(instances, gates, upstream, config.request_timeout),
+        recorder=Recorder(storage.request_log, settings),
     )

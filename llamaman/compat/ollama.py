@@ -11,6 +11,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 
 from llamaman.compat import ollama_format as fmt
 from llamaman.compat.streams import DONE, sse_events
+from llamaman.compat.turns import Turn
 from llamaman.errors import Invalid, LlamamanError
 from llamaman.http import json_body, services
 from llamaman.proxy.forward import Opened
@@ -31,10 +32,10 @@ def generate():
 
 
 def _serve(kind: str):
-    arrived = time.monotonic()
     body = json_body()
     name = get_str(body, "model", required=True, allow_empty=False)
     stream = get_bool(body, "stream", default=True)
+    turn = Turn(f"/api/{kind}", name, body, stream)
     svc = services()
     instance_id = svc.scheduler.instance_for(name, "ollama")
     if _load_only(kind, body):
@@ -45,11 +46,12 @@ def _serve(kind: str):
     else:
         path, upstream = fmt.generate_request(body, stream)
     opened = svc.forwarder.open(instance_id, path, upstream)
+    turn.instance_id, turn.waited_s = opened.ticket.member_id, opened.waited_s
     if opened.response.status >= 400:
-        return _upstream_error(opened)
+        return _upstream_error(opened, turn)
     if not stream:
-        return jsonify(_whole(opened, name, kind, arrived))
-    lines = _ndjson(opened, name, kind, arrived)
+        return jsonify(_whole(opened, name, kind, turn))
+    lines = _ndjson(opened, name, kind, turn)
     return Response(stream_with_context(lines), mimetype=NDJSON)
 
 
@@ -76,7 +78,7 @@ def _head(name: str, kind: str, text: str, thinking: str = "") -> dict[str, Any]
     return head
 
 
-def _upstream_error(opened: Opened):
+def _upstream_error(opened: Opened, turn: Turn):
     status = opened.response.status
     raw = opened.response.read()
     opened.close()
@@ -85,14 +87,19 @@ def _upstream_error(opened: Opened):
         message = error.get("message") if isinstance(error, dict) else error
     except (ValueError, AttributeError):
         message = raw.decode("utf-8", "replace")[:500]
-    return jsonify({"error": message or f"llama-server answered {status}"}), status
+    message = message or f"llama-server answered {status}"
+    turn.status, turn.error = status, message
+    services().recorder.submit(turn.as_record())
+    return jsonify({"error": message}), status
 
 
-def _whole(opened: Opened, name: str, kind: str, arrived: float) -> dict[str, Any]:
+def _whole(opened: Opened, name: str, kind: str, turn: Turn) -> dict[str, Any]:
     try:
         data = json.loads(opened.response.read())
     finally:
         opened.close()
+    turn.observe(data)
+    services().recorder.submit(turn.as_record())
     choice = (data.get("choices") or [{}])[0]
     message = choice.get("message") or {}
     text = message.get("content") if kind == "chat" or "message" in choice else choice.get("text")
@@ -100,18 +107,19 @@ def _whole(opened: Opened, name: str, kind: str, arrived: float) -> dict[str, An
     if message.get("tool_calls") and kind == "chat":
         result["message"]["tool_calls"] = fmt.ollama_tool_calls(message["tool_calls"])
     return {**result, "done": True, "done_reason": fmt.done_reason(choice.get("finish_reason")),
-            **fmt.durations(data.get("timings"), time.monotonic() - arrived, opened.waited_s)}
+            **fmt.durations(data.get("timings"), time.monotonic() - turn.arrived, opened.waited_s)}
 
 
-def _ndjson(opened: Opened, name: str, kind: str, arrived: float) -> Iterator[str]:
+def _ndjson(opened: Opened, name: str, kind: str, turn: Turn) -> Iterator[str]:
     """One JSON object per line: content deltas, then the final statistics."""
-    finished, finish_reason, timings = False, None, None
+    finished, finish_reason = False, None
     tools = fmt.ToolCallAssembler()
+    recorder = services().recorder  # read now: the generator outlives the request context
     try:
         for event in sse_events(opened):
             if event is DONE:
                 break
-            timings = event.get("timings") or timings
+            turn.observe(event)
             for choice in event.get("choices") or []:
                 finish_reason = choice.get("finish_reason") or finish_reason
                 delta = choice.get("delta") or {}
@@ -122,12 +130,14 @@ def _ndjson(opened: Opened, name: str, kind: str, arrived: float) -> Iterator[st
                     yield json.dumps({**_head(name, kind, text, thinking), "done": False}) + "\n"
         finished = True
     except (Urllib3Error, OSError, LlamamanError) as err:
-        yield json.dumps({"error": f"llama-server stopped while streaming: {err}"}) + "\n"
+        turn.status, turn.error = 502, f"llama-server stopped while streaming: {err}"
+        yield json.dumps({"error": turn.error}) + "\n"
         return
     finally:
         opened.close(finished)
+        recorder.submit(turn.as_record())
     if tools.calls and kind == "chat":
         yield json.dumps({**_head(name, kind, ""), "message": {
             "role": "assistant", "content": "", "tool_calls": tools.result()}, "done": False}) + "\n"
     yield json.dumps({**_head(name, kind, ""), "done": True, "done_reason": fmt.done_reason(finish_reason),
-                      **fmt.durations(timings, time.monotonic() - arrived, opened.waited_s)}) + "\n"
+                      **fmt.durations(turn.timings, time.monotonic() - turn.arrived, opened.waited_s)}) + "\n"

@@ -32,7 +32,8 @@ def sse_events(opened: Opened) -> Iterator[Any]:
                 continue
 
 
-def relay_sse(opened: Opened, rewrite: Callable[[dict[str, Any]], dict[str, Any]]) -> Iterator[bytes]:
+def relay_sse(opened: Opened, rewrite: Callable[[dict[str, Any]], dict[str, Any]],
+              on_end: Callable[[], None] = lambda: None) -> Iterator[bytes]:
     """Relay an SSE stream with each JSON event rewritten; upstream closed early if the client leaves."""
     finished = False
     try:
@@ -46,3 +47,4 @@ def relay_sse(opened: Opened, rewrite: Callable[[dict[str, Any]], dict[str, Any]
         yield b'data: {"error": {"message": "llama-server stopped while streaming"}}\n\n'
     finally:
         opened.close(finished)
+        on_end()
