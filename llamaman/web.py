@@ -8,7 +8,9 @@ from flask import Flask
 from llamaman.auth import routes as auth_routes
 from llamaman.auth.secret import load_or_create_secret
 from llamaman.auth.session import init_auth
+from llamaman.compat import embeddings as embedding_routes
 from llamaman.compat import ollama as ollama_routes
+from llamaman.compat import ollama_models as ollama_model_routes
 from llamaman.compat import openai as openai_routes
 from llamaman.compat import routes as compat_routes
 from llamaman.config import Config
@@ -42,6 +44,6 @@ def create_app(config: Config, services: Services | None = None) -> Flask:
     register_error_handlers(app)
     for blueprint in (ui_routes.bp, auth_routes.bp, settings_routes.bp, instance_routes.bp,
                       monitor_routes.bp, model_routes.bp, preset_routes.bp, compat_routes.bp,
-                      ollama_routes.bp, openai_routes.bp):
+                      ollama_routes.bp, openai_routes.bp, ollama_model_routes.bp, embedding_routes.bp):
         app.register_blueprint(blueprint)
     return app

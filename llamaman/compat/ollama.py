@@ -12,9 +12,10 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from llamaman.compat import ollama_format as fmt
 from llamaman.compat.streams import DONE, sse_events
 from llamaman.compat.turns import Turn
-from llamaman.errors import Invalid, LlamamanError
+from llamaman.errors import Invalid, LlamamanError, NotFound
 from llamaman.http import json_body, services
 from llamaman.proxy.forward import Opened
+from llamaman.scheduler import API_LAUNCHERS
 from llamaman.validation import get_bool, get_str
 
 bp = Blueprint("ollama", __name__)
@@ -36,8 +37,14 @@ def _serve(kind: str):
     name = get_str(body, "model", required=True, allow_empty=False)
     stream = get_bool(body, "stream", default=True)
     turn = Turn(f"/api/{kind}", name, body, stream)
+    keep_alive = fmt.keep_alive_seconds(body.get("keep_alive"))
     svc = services()
+    if keep_alive == 0 and _load_only(kind, body):
+        _unload(name)
+        return jsonify({**_head(name, kind, ""), "done": True, "done_reason": "unload"})
     instance_id = svc.scheduler.instance_for(name, "ollama")
+    if keep_alive is not None:
+        _keep(instance_id, keep_alive)
     if _load_only(kind, body):
         svc.instances.ensure_running(instance_id, svc.config.request_timeout)
         return jsonify({**_head(name, kind, ""), "done": True, "done_reason": "load"})
@@ -53,6 +60,25 @@ def _serve(kind: str):
         return jsonify(_whole(opened, name, kind, turn))
     lines = _ndjson(opened, name, kind, turn)
     return Response(stream_with_context(lines), mimetype=NDJSON)
+
+
+def _unload(name: str) -> None:
+    """keep_alive 0 (Open WebUI's unload): stop the API-launched instances of the model."""
+    svc = services()
+    entry = svc.library.find(name)
+    if entry is None:
+        raise NotFound(f"model '{name}' not found")
+    for instance in svc.instances.list():
+        if instance["model_path"] == entry["path"] and instance.get("launched_by") in API_LAUNCHERS \
+                and instance["status"] in ("starting", "healthy", "sleeping"):
+            svc.instances.stop(instance["id"])
+
+
+def _keep(instance_id: str, seconds: float) -> None:
+    """A keep_alive duration sets the idle timeout of an API-launched model (negative: forever)."""
+    svc = services()
+    if svc.instances.get(instance_id).get("launched_by") in API_LAUNCHERS:
+        svc.instances.update_options(instance_id, {"idle_timeout_min": max(0.0, seconds / 60)})
 
 
 def _load_only(kind: str, body: dict[str, Any]) -> bool:

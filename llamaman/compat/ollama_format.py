@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -148,3 +149,21 @@ class ToolCallAssembler:
 
     def result(self) -> list[dict[str, Any]]:
         return ollama_tool_calls([self.calls[i] for i in sorted(self.calls)])
+
+
+_DURATION = re.compile(r"^(-?\d+(?:\.\d+)?)(ms|s|m|h)?$")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def keep_alive_seconds(value: Any) -> float | None:
+    """Ollama's keep_alive (seconds as a number, or "5m", "1h", "-1"...); None when absent."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise Invalid("'keep_alive' must be a duration like \"5m\" or a number of seconds")
+    if isinstance(value, (int, float)):
+        return float(value)
+    match = _DURATION.match(str(value).strip()) if isinstance(value, str) else None
+    if not match:
+        raise Invalid("'keep_alive' must be a duration like \"5m\" or a number of seconds")
+    return float(match.group(1)) * _UNIT_S[match.group(2)]

@@ -7,7 +7,7 @@ from llamaman.errors import Invalid
 from llamaman.http import json_body, services
 from llamaman.instances.records import export_config
 from llamaman.runtime.args import parse_command
-from llamaman.validation import get_str
+from llamaman.validation import get_bool, get_str
 
 bp = Blueprint("instances", __name__)
 
@@ -24,8 +24,10 @@ def list_instances():
 @bp.post("/api/instances")
 def launch_instance():
     body = json_body()
+    confirm = get_bool(body, "confirm_evict", default=False)
+    body.pop("confirm_evict", None)
     full = services().presets.launch_body(body.get("model_path"), body)  # the preset under the body
-    return jsonify(_instances().launch(full, launched_by="admin")), 201
+    return jsonify(services().scheduler.admin_launch(full, confirm)), 201
 
 
 @bp.get("/api/instances/<instance_id>")

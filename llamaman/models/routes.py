@@ -39,10 +39,10 @@ def delete_model() -> Response:
     """Delete a model's files; refused while an active instance uses it."""
     body = json_body()
     svc = services()
-    return jsonify(svc.library.delete(body.get("path"), busy=_busy_paths(svc.instances.list())))
+    return jsonify(svc.library.delete(body.get("path"), busy=busy_paths(svc.instances.list())))
 
 
-def _busy_paths(instances: list[dict]) -> list[str]:
+def busy_paths(instances: list[dict]) -> list[str]:
     """Model paths of instances that hold their model open (starting, healthy, sleeping)."""
     return [path for record in instances if record.get("status") in ACTIVE
             for path in (record.get("model_path"), record.get("real_model_path")) if path]

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from llamaman.config import Config
-from llamaman.errors import NotFound, Unavailable
+from llamaman.errors import Conflict, NotFound, Unavailable
 from llamaman.instances import records as rec
 from llamaman.instances.service import InstanceService
 from llamaman.models.library import ModelLibrary
@@ -55,6 +55,20 @@ class Scheduler:
                 self.instances.wake(existing["id"], self.config.request_timeout)
                 return existing["id"]
             return self._launch(entry["path"], launcher, embedding)
+
+    def admin_launch(self, body: dict[str, Any], confirm: bool) -> dict[str, Any]:
+        """A launch from the UI/REST API: over the cap it needs confirming (or the enforce
+        setting) and then evicts, API-launched models first."""
+        with self._lock:
+            cap = self.config.max_models
+            if cap > 0 and body.get("embedding") is not True and len(self._loaded_chat_models()) >= cap:
+                if not (confirm or self.settings.get()["admin_ui_enforce_max_models"]):
+                    raise Conflict(f"model limit reached (LLAMAMAN_MAX_MODELS={cap}); launching evicts "
+                                   "the least recently used model: send \"confirm_evict\": true to go ahead",
+                                   confirm_required=True)
+                self._make_room("admin")
+            self.launches += 1
+            return self.instances.launch(body, launched_by="admin")
 
     def _existing(self, path: str, embedding: bool) -> dict[str, Any] | None:
         candidates = [i for i in self.instances.list()

@@ -170,3 +170,83 @@ def test_the_model_cap_is_never_exceeded(request, tmp_path, models):
     assert err.value.status_code == 503
     assert err.value.response.json()["error"] == (
         "model limit reached (LLAMAMAN_MAX_MODELS=1); the OpenAI API does not evict running models")
+
+
+def test_show_reports_the_effective_context_and_capabilities(request, tmp_path, models):
+    manager = make_manager(request, tmp_path, models)
+    client = ollama_client(manager)
+    shown = client.show("alpha")
+    assert shown.details.family == "gemma3" and "completion" in shown.capabilities
+    assert shown.modelinfo["gemma3.context_length"] == 32768, "the GGUF's trained length by default"
+    manager.api.put(manager.url(f"/api/presets{models}/alpha.gguf"), json={"ctx_size": 1024}).raise_for_status()
+    assert client.show("alpha").modelinfo["gemma3.context_length"] == 1024, "a preset wins over the GGUF"
+    manager.wait_status(manager.launch(models / "alpha.gguf", ctx_size=768)["id"], "healthy")
+    assert client.show("alpha:latest").modelinfo["gemma3.context_length"] == 768, "a running instance wins"
+    with pytest.raises(ollama.ResponseError) as err:
+        client.show("nope")
+    assert err.value.status_code == 404
+
+
+def test_embeddings_use_an_embedding_instance_outside_the_cap(request, tmp_path, models):
+    manager = make_manager(request, tmp_path, models, LLAMAMAN_MAX_MODELS="1")
+    # gemma is generative: it needs a pooling type to give one vector per input.
+    manager.api.put(manager.url(f"/api/presets{models}/beta.gguf"),
+                    json={"extra_args": "--pooling mean"}).raise_for_status()
+    client = ollama_client(manager)
+    client.chat(model="alpha", messages=[{"role": "user", "content": "Hi"}], options={"num_predict": 2})
+    vectors = client.embed(model="beta", input=["first text", "second text"]).embeddings
+    assert len(vectors) == 2 and len(vectors[0]) == len(vectors[1]) > 100
+    legacy = client.embeddings(model="beta", prompt="first text").embedding
+    assert len(legacy) == len(vectors[0])
+    embedded = openai.OpenAI(base_url=api(manager) + "/v1", api_key=manager.key).embeddings.create(
+        model="beta", input="first text")
+    assert embedded.model == "beta" and len(embedded.data[0].embedding) == len(vectors[0])
+    instances = manager.api.get(manager.url("/api/instances")).json()
+    by_name = {i["model_name"]: i for i in instances if i["status"] == "healthy"}
+    assert by_name["beta"]["embedding"] is True and by_name["alpha"]["embedding"] is False
+    assert len(by_name) == 2, "the embedding model is not counted against LLAMAMAN_MAX_MODELS=1"
+
+
+def test_keep_alive_sets_the_idle_timeout_and_zero_unloads(request, tmp_path, models):
+    manager = make_manager(request, tmp_path, models)
+    client = ollama_client(manager)
+    client.generate(model="gamma", prompt="Hi", keep_alive="10m", options={"num_predict": 2})
+    [instance] = running(manager)
+    assert instance["idle_timeout_min"] == 10
+    unloaded = client.generate(model="gamma", prompt="", keep_alive=0)
+    assert unloaded.done_reason == "unload"
+    assert manager.instance(instance["id"])["status"] == "stopped"
+
+
+def test_pull_is_not_available_yet_and_delete_follows_the_library_rules(request, tmp_path, models):
+    manager = make_manager(request, tmp_path, models)
+    admin_key = manager.api.post(manager.url("/api/api-keys"), json={"name": "a", "scope": "admin"}).json()["key"]
+    admin = {"Authorization": f"Bearer {admin_key}"}
+    pulled = requests.post(api(manager) + "/api/pull", json={"model": "x/y"}, headers=admin)
+    assert pulled.status_code == 501 and "download manager" in pulled.json()["error"]
+    inference = {"Authorization": f"Bearer {manager.key}"}
+    assert requests.delete(api(manager) + "/api/delete", json={"model": "gamma"}, headers=inference).status_code == 403
+    manager.wait_status(manager.launch(models / "beta.gguf")["id"], "healthy")
+    assert requests.delete(api(manager) + "/api/delete", json={"model": "beta"}, headers=admin).status_code == 409
+    assert requests.delete(api(manager) + "/api/delete", json={"model": "gamma"}, headers=admin).status_code == 200
+    assert not (models / "gamma.gguf").exists()
+
+
+def test_admin_launch_over_the_cap_needs_confirming_and_api_rights(request, tmp_path, models):
+    manager = make_manager(request, tmp_path, models, LLAMAMAN_MAX_MODELS="1")
+    first = manager.wait_status(manager.launch(models / "alpha.gguf")["id"], "healthy")
+    refused = manager.api.post(manager.url("/api/instances"), json={"model_path": str(models / "beta.gguf")})
+    assert refused.status_code == 409 and refused.json()["confirm_required"] is True
+    response = ollama_client(manager)
+    with pytest.raises(ollama.ResponseError) as err:
+        response.chat(model="gamma", messages=[{"role": "user", "content": "Hi"}])
+    assert err.value.status_code == 503
+    assert "admin-launched models cannot be evicted via the API" in str(err.value)
+    confirmed = manager.api.post(manager.url("/api/instances"),
+                                 json={"model_path": str(models / "beta.gguf"), "confirm_evict": True})
+    assert confirmed.status_code == 201
+    assert manager.instance(first["id"])["status"] == "stopped"
+    manager.api.post(manager.url("/api/settings"), json={"allow_ollama_api_override_admin": True}).raise_for_status()
+    manager.wait_status(confirmed.json()["id"], "healthy")
+    answer = response.chat(model="gamma", messages=[{"role": "user", "content": "Hi"}], options={"num_predict": 2})
+    assert answer.done and [i["model_name"] for i in running(manager)] == ["gamma"]

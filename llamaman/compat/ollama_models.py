@@ -1,0 +1,95 @@
+"""Ollama model management: /api/show, /api/pull, /api/delete."""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flask import Blueprint, jsonify
+
+from llamaman.compat import catalog
+from llamaman.errors import LlamamanError, NotFound
+from llamaman.http import json_body, services
+from llamaman.instances import records as rec
+from llamaman.models.routes import busy_paths
+from llamaman.validation import get_str
+
+bp = Blueprint("ollama_models", __name__)
+
+
+class NotImplementedYet(LlamamanError):
+    status = 501
+
+
+@bp.post("/api/show")
+def show():
+    body = json_body()
+    name = get_str(body, "model") or get_str(body, "name", required=True, allow_empty=False)
+    entry = _entry(name)
+    info = services().library.metadata(entry["path"])
+    return jsonify({
+        "modelfile": "",
+        "parameters": "",
+        "template": info.get("chat_template") or "",
+        "details": catalog.details(entry),
+        "model_info": _model_info(entry, info),
+        "capabilities": capabilities(entry, info.get("chat_template") or ""),
+        "modified_at": catalog.ollama_tags([entry])["models"][0]["modified_at"] if catalog.servable([entry]) else None,
+    })
+
+
+@bp.post("/api/pull")
+def pull():
+    raise NotImplementedYet("pulling models is not available yet: the download manager is not built; "
+                            "place GGUF files in MODELS_DIR instead")
+
+
+@bp.delete("/api/delete")
+def delete():
+    body = json_body()
+    name = get_str(body, "model") or get_str(body, "name", required=True, allow_empty=False)
+    svc = services()
+    entry = _entry(name)
+    return jsonify(svc.library.delete(entry["path"], busy=busy_paths(svc.instances.list())))
+
+
+def _entry(name: str) -> dict[str, Any]:
+    entry = services().library.find(name)
+    if entry is None:
+        raise NotFound(f"model '{name}' not found")
+    return entry
+
+
+def effective_context(entry: dict[str, Any]) -> int | None:
+    """The context a client will get: running instance > preset > the GGUF's trained length."""
+    svc = services()
+    for instance in svc.instances.list():
+        if entry["path"] in (instance["model_path"], instance.get("real_model_path")) \
+                and instance["status"] in rec.ACTIVE and instance.get("ctx_size"):
+            return instance["ctx_size"]
+    preset = svc.presets.launch_body(entry["path"], {})
+    return preset.get("ctx_size") or entry.get("context_length")
+
+
+def _model_info(entry: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
+    arch = entry.get("architecture") or "unknown"
+    model_info = {k: v for k, v in (info.get("metadata") or {}).items()
+                  if isinstance(v, (str, int, float, bool)) and not k.startswith("tokenizer.")}
+    model_info["general.architecture"] = arch
+    model_info[f"{arch}.context_length"] = effective_context(entry)
+    if entry.get("layers") is not None:
+        model_info[f"{arch}.block_count"] = entry["layers"]
+    return model_info
+
+
+def capabilities(entry: dict[str, Any], template: str) -> list[str]:
+    """What the model can do, from its chat template and companions (mmproj)."""
+    found = ["completion"]
+    if re.search(r"\btools?\b", template):
+        found.append("tools")
+    if entry.get("mmproj"):
+        found.append("vision")
+    if "<think>" in template or "reasoning" in template or "enable_thinking" in template:
+        found.append("thinking")
+    if "embed" in (entry.get("name") or ""):
+        found.append("embedding")
+    return found
