@@ -44,12 +44,15 @@ _MODEL_PATHS = frozenset({
     "/embedding", "/embeddings", "/backend/monitor", "/v1/backend/monitor",
 })
 _MANAGEMENT_UNDER_V1 = frozenset({"/v1/backend/shutdown"})
+METRICS_PATH = "/metrics"
 
 
-def classify(path: str, *, ollama_root_open: bool = False) -> Access:
+def classify(path: str, *, ollama_root_open: bool = False, metrics_open: bool = False) -> Access:
     """Say which access rules apply to a request path."""
     if path in _OPEN_PATHS or path.startswith("/static/"):
         return Access.OPEN
+    if path == METRICS_PATH and metrics_open:
+        return Access.OPEN  # the "metrics_open" setting lets Prometheus scrape without a key
     if path == "/" and ollama_root_open:
         return Access.OPEN  # Ollama clients probe "/" on the API port
     if path in _MODEL_PATHS:

@@ -10,6 +10,7 @@ from llamaman.auth.guard import (
     ANONYMOUS,
     CSRF_FIELD,
     CSRF_HEADER,
+    METRICS_PATH,
     SAFE_METHODS,
     Access,
     Credential,
@@ -48,7 +49,7 @@ def init_auth(app: Flask) -> None:
 def guard_request():
     """Authenticate the request and enforce the access rules and CSRF."""
     svc = services()
-    access = classify(request.path, ollama_root_open=on_proxy_port())
+    access = classify(request.path, ollama_root_open=on_proxy_port(), metrics_open=metrics_open())
     if access is Access.OPEN:
         if request.method == "POST" and request.path in _FORM_POSTS:
             check_csrf(session, presented_csrf())
@@ -75,6 +76,11 @@ def identify() -> Credential:
     if current_user.is_authenticated:
         return Credential(Kind.SESSION, scope="admin", subject=current_user.id)
     return ANONYMOUS
+
+
+def metrics_open() -> bool:
+    """True for a /metrics request while the "metrics_open" setting is on."""
+    return request.path == METRICS_PATH and bool(services().settings.get()["metrics_open"])
 
 
 def current_credential() -> Credential:

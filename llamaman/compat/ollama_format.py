@@ -84,7 +84,8 @@ def _openai_tool_call(index: int, call: Any) -> dict[str, Any]:
 
 def _common(body: dict[str, Any], out: dict[str, Any]) -> None:
     """Options, format and think, shared by chat and generate."""
-    options = body.get("options") or {}
+    options = body.get("options")
+    options = {} if options is None else options
     if not isinstance(options, dict):
         raise Invalid("'options' must be an object")
     for name, value in options.items():

@@ -250,3 +250,32 @@ def test_admin_launch_over_the_cap_needs_confirming_and_api_rights(request, tmp_
     manager.wait_status(confirmed.json()["id"], "healthy")
     answer = response.chat(model="gamma", messages=[{"role": "user", "content": "Hi"}], options={"num_predict": 2})
     assert answer.done and [i["model_name"] for i in running(manager)] == ["gamma"]
+
+
+def test_structured_output_and_a_prompt_over_the_context(request, tmp_path, models):
+    manager = make_manager(request, tmp_path, models)
+    manager.api.put(manager.url(f"/api/presets{models}/alpha.gguf"), json={"ctx_size": 256}).raise_for_status()
+    client = ollama_client(manager)
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
+    answer = client.chat(model="alpha", format=schema, options={"num_predict": 64, "temperature": 0},
+                         messages=[{"role": "user", "content": "Give me a JSON object with a=1."}])
+    assert isinstance(json.loads(answer.message.content)["a"], int)
+    with pytest.raises(ollama.ResponseError) as err:
+        client.chat(model="alpha", messages=[{"role": "user", "content": "word " * 2000}], stream=False)
+    assert 400 <= err.value.status_code < 600 and err.value.error
+
+
+def test_client_disconnect_mid_stream_stops_generation(request, tmp_path, models):
+    manager = make_manager(request, tmp_path, models)
+    response = requests.post(api(manager) + "/api/chat", stream=True, headers={"Authorization": f"Bearer {manager.key}"},
+                             json={"model": "beta", "messages": [{"role": "user", "content": "Tell a long story."}],
+                                   "options": {"num_predict": 4000}})
+    lines = response.iter_lines()
+    assert json.loads(next(lines))["done"] is False
+    [instance] = running(manager)
+    response.close()
+    monitor = lambda: manager.api.post(manager.url("/backend/monitor"), json={"model": instance["id"]}).json()["state"]
+    deadline = time.monotonic() + 15
+    while monitor() != 2:
+        assert time.monotonic() < deadline, "the slot stayed busy after the client left"
+        time.sleep(0.05)
