@@ -82,6 +82,11 @@ class InstanceRegistry:
             record = self._records.get(instance_id)
             return copy.deepcopy(record) if ok and record is not None else None
 
+    def select(self, where: Callable[[Record], bool], names: tuple[str, ...]) -> list[tuple]:
+        """Some fields of every matching record, without copying records (hot-path reads)."""
+        with self._lock:
+            return [tuple(r.get(n) for n in names) for r in self._records.values() if where(r)]
+
     def fields(self, instance_id: str, names: tuple[str, ...]) -> tuple | None:
         """Some fields of one record without copying it all (the proxy's per-request read)."""
         with self._lock:

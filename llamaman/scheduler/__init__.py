@@ -71,11 +71,12 @@ class Scheduler:
             return self.instances.launch(body, launched_by="admin")
 
     def _existing(self, path: str, embedding: bool) -> dict[str, Any] | None:
-        candidates = [i for i in self.instances.list()
-                      if path in (i["model_path"], i.get("real_model_path")) and i["status"] in rec.ACTIVE
-                      and bool(i.get("embedding")) == embedding]
-        candidates.sort(key=lambda i: (i["status"] not in LOADED, i["status"] != rec.HEALTHY))
-        return candidates[0] if candidates else None
+        """The best active instance of the model: loaded before sleeping, healthy first."""
+        rows = self.instances.registry.select(
+            lambda r: path in (r["model_path"], r.get("real_model_path")) and r["status"] in rec.ACTIVE
+            and bool((r.get("settings") or {}).get("embedding")) == embedding, ("id", "status"))
+        rows.sort(key=lambda row: (row[1] not in LOADED, row[1] != rec.HEALTHY))
+        return {"id": rows[0][0], "status": rows[0][1]} if rows else None
 
     def _launch(self, path: str, launcher: str, embedding: bool) -> str:
         explicit: dict[str, Any] = {"model_path": path}
