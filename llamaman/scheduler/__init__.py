@@ -39,6 +39,7 @@ class Scheduler:
         self._lock = threading.Lock()
         self.launches = 0
         self.evictions = 0
+        self.wakes = 0
 
     def instance_for(self, name: str, launcher: str, embedding: bool = False) -> str:
         """The instance that will serve `name`, started or woken when needed."""
@@ -52,6 +53,7 @@ class Scheduler:
             if not embedding:
                 self._make_room(launcher)
             if existing is not None:  # asleep: waking loads it, so it counts like a launch
+                self.wakes += 1
                 self.instances.wake(existing["id"], self.config.request_timeout)
                 return existing["id"]
             return self._launch(entry["path"], launcher, embedding)
