@@ -56,8 +56,8 @@ def openai_embeddings():
 
 def _embed(name: str, inputs: Any, launcher: str) -> tuple[dict[str, Any], float]:
     svc = services()
-    instance_id = svc.scheduler.instance_for(name, launcher, embedding=True)
-    opened = svc.forwarder.open(instance_id, "/v1/embeddings", {"input": inputs})
+    with svc.scheduler.serving(name, launcher, embedding=True) as instance_id:
+        opened = svc.forwarder.open(instance_id, "/v1/embeddings", {"input": inputs})
     try:
         raw = opened.response.read()
         status = opened.response.status

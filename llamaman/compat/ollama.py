@@ -42,17 +42,17 @@ def _serve(kind: str):
     if keep_alive == 0 and _load_only(kind, body):
         _unload(name)
         return jsonify({**_head(name, kind, ""), "done": True, "done_reason": "unload"})
-    instance_id = svc.scheduler.instance_for(name, "ollama")
-    if keep_alive is not None:
-        _keep(instance_id, keep_alive)
-    if _load_only(kind, body):
-        svc.instances.ensure_running(instance_id, svc.config.request_timeout)
-        return jsonify({**_head(name, kind, ""), "done": True, "done_reason": "load"})
-    if kind == "chat":
-        path, upstream = "/v1/chat/completions", fmt.chat_request(body, stream)
-    else:
-        path, upstream = fmt.generate_request(body, stream)
-    opened = svc.forwarder.open(instance_id, path, upstream)
+    load_only = _load_only(kind, body)
+    if not load_only:  # validate before anything starts
+        path, upstream = (("/v1/chat/completions", fmt.chat_request(body, stream)) if kind == "chat"
+                          else fmt.generate_request(body, stream))
+    with svc.scheduler.serving(name, "ollama") as instance_id:
+        if keep_alive is not None:
+            _keep(instance_id, keep_alive)
+        if load_only:
+            svc.instances.ensure_running(instance_id, svc.config.request_timeout)
+            return jsonify({**_head(name, kind, ""), "done": True, "done_reason": "load"})
+        opened = svc.forwarder.open(instance_id, path, upstream)
     turn.instance_id, turn.waited_s = opened.ticket.member_id, opened.waited_s
     if opened.response.status >= 400:
         return _upstream_error(opened, turn)

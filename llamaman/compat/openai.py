@@ -29,8 +29,8 @@ def _serve(path: str):
     stream = get_bool(body, "stream", default=False)
     turn = Turn(path, name, body, stream)
     svc = services()
-    instance_id = svc.scheduler.instance_for(name, "openai")
-    opened = svc.forwarder.open(instance_id, path, body)
+    with svc.scheduler.serving(name, "openai") as instance_id:
+        opened = svc.forwarder.open(instance_id, path, body)
     turn.instance_id, turn.waited_s = opened.ticket.member_id, opened.waited_s
     response = opened.response
     if response.status >= 400 or not stream:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from llamaman.config import Config
@@ -37,26 +39,53 @@ class Scheduler:
         self.presets = presets
         self.settings = settings
         self._lock = threading.Lock()
+        self._claims: dict[str, int] = {}  # requests routed to an instance, not yet admitted by its gate
+        self._claims_lock = threading.Lock()  # a leaf lock: never held while taking another
         self.launches = 0
         self.evictions = 0
         self.wakes = 0
 
+    @contextmanager
+    def serving(self, name: str, launcher: str, embedding: bool = False) -> Iterator[str]:
+        """The instance for `name`, protected from eviction until the block has been admitted
+        by the instance's gate (then its in-flight count protects it)."""
+        instance_id = self.instance_for(name, launcher, embedding)
+        try:
+            yield instance_id
+        finally:
+            with self._claims_lock:
+                self._claims[instance_id] -= 1
+                if not self._claims[instance_id]:
+                    del self._claims[instance_id]
+
     def instance_for(self, name: str, launcher: str, embedding: bool = False) -> str:
-        """The instance that will serve `name`, started or woken when needed."""
+        """The instance that will serve `name`, started or woken when needed (and claimed)."""
         entry = self.library.find(name)
         if entry is None or entry.get("type") != "gguf" or entry.get("unreadable"):
             raise NotFound(f"model '{name}' not found")
         with self._lock:
-            existing = self._existing(entry["path"], embedding)
-            if existing is not None and existing["status"] in LOADED:
-                return existing["id"]
-            if not embedding:
-                self._make_room(launcher)
-            if existing is not None:  # asleep: waking loads it, so it counts like a launch
-                self.wakes += 1
-                self.instances.wake(existing["id"], self.config.request_timeout)
-                return existing["id"]
-            return self._launch(entry["path"], launcher, embedding)
+            return self._claim(self._place(entry["path"], launcher, embedding))
+
+    def _place(self, path: str, launcher: str, embedding: bool) -> str:
+        existing = self._existing(path, embedding)
+        if existing is not None and existing["status"] in LOADED:
+            return existing["id"]
+        if not embedding:
+            self._make_room(launcher)
+        if existing is not None:  # asleep: waking loads it, so it counts like a launch
+            self.wakes += 1
+            self.instances.wake(existing["id"], self.config.request_timeout)
+            return existing["id"]
+        return self._launch(path, launcher, embedding)
+
+    def _claim(self, instance_id: str) -> str:
+        with self._claims_lock:
+            self._claims[instance_id] = self._claims.get(instance_id, 0) + 1
+        return instance_id
+
+    def _claimed(self, instance_id: str) -> bool:
+        with self._claims_lock:
+            return self._claims.get(instance_id, 0) > 0
 
     def admin_launch(self, body: dict[str, Any], confirm: bool) -> dict[str, Any]:
         """A launch from the UI/REST API: over the cap it needs confirming (or the enforce
@@ -98,7 +127,7 @@ class Scheduler:
         deadline = time.monotonic() + self.config.request_timeout
         while len(self._loaded_chat_models()) >= cap:
             victims = self._victims(launcher, cap)
-            idle = [v for v in victims if v["active_requests"] == 0]
+            idle = [v for v in victims if v["active_requests"] == 0 and not self._claimed(v["id"])]
             if idle and self.instances.evict(idle[0]["id"]):
                 self.evictions += 1
                 continue

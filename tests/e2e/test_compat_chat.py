@@ -137,7 +137,10 @@ def test_cold_burst_causes_one_launch(request, tmp_path, models):
 
 
 def test_the_model_cap_is_never_exceeded(request, tmp_path, models):
-    manager = make_manager(request, tmp_path, models, LLAMAMAN_MAX_MODELS="1")
+    """30 API requests across 3 models racing admin launches, with LLAMAMAN_MAX_MODELS=1."""
+    manager = make_manager(request, tmp_path, models, LLAMAMAN_MAX_MODELS="1",
+                           LLAMAMAN_IDLE_TIMEOUT="0")
+    manager.api.post(manager.url("/api/settings"), json={"allow_ollama_api_override_admin": True}).raise_for_status()
     peak, stop = [0], threading.Event()
 
     def sample():
@@ -146,14 +149,19 @@ def test_the_model_cap_is_never_exceeded(request, tmp_path, models):
             time.sleep(0.01)
     sampler = threading.Thread(target=sample)
     sampler.start()
-    statuses = []
+    statuses, launches = [], []
 
     def ask(name):
         response = requests.post(api(manager) + "/api/chat", headers={"Authorization": f"Bearer {manager.key}"},
                                  json={"model": name, "stream": False, "options": {"num_predict": 2},
                                        "messages": [{"role": "user", "content": "Hi"}]})
         statuses.append(response.status_code)
-    threads = [threading.Thread(target=ask, args=(name,)) for name in ("alpha", "beta", "gamma") * 4]
+
+    def admin_launch(name):
+        launches.append(manager.api.post(manager.url("/api/instances"), json={
+            "model_path": str(models / f"{name}.gguf"), "confirm_evict": True}).status_code)
+    threads = [threading.Thread(target=ask, args=(name,)) for name in ("alpha", "beta", "gamma") * 10]
+    threads += [threading.Thread(target=admin_launch, args=(name,)) for name in ("alpha", "beta", "gamma")]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -161,7 +169,8 @@ def test_the_model_cap_is_never_exceeded(request, tmp_path, models):
     stop.set()
     sampler.join()
     assert peak[0] == 1, f"{peak[0]} chat models were loaded at once with LLAMAMAN_MAX_MODELS=1"
-    assert statuses.count(200) == 12, statuses
+    assert statuses.count(200) == 30, statuses
+    assert launches == [201] * 3
     client = openai.OpenAI(base_url=api(manager) + "/v1", api_key=manager.key)
     loaded = running(manager)[0]["model_name"]
     other = next(n for n in ("alpha", "beta", "gamma") if n != loaded)
