@@ -176,3 +176,18 @@ def parse_chat_stream(lines: Iterable[bytes]) -> tuple[list[dict[str, Any]], boo
             return chunks, True
         chunks.append(json.loads(data))
     return chunks, False
+
+
+def make_spec(config: Any, model: Path, instance_id: str, **settings: object) -> Any:
+    """A LaunchSpec for runtime tests: a free internal port, a key named after the instance."""
+    from llamaman.runtime import LaunchSettings, LaunchSpec
+
+    return LaunchSpec(
+        instance_id=instance_id,
+        node=config.node_name,
+        model_path=model,
+        internal_port=free_port(),
+        api_key=f"internal-{instance_id}",
+        settings=LaunchSettings.from_body(settings),
+        log_path=config.logs_dir / f"{instance_id}.log",
+    )

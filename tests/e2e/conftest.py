@@ -32,3 +32,19 @@ def stop_leftover_servers(tmp_path_factory):
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+@pytest.fixture
+def launched(manager, model_path):
+    """Launch healthy instances on the module's `manager`; stop them (and drop the model's
+    preset) when the test ends."""
+    ids = []
+
+    def launch(**fields):
+        instance = manager.wait_status(manager.launch(model_path, **fields)["id"], "healthy")
+        ids.append(instance["id"])
+        return instance
+    yield launch
+    for instance_id in ids:
+        manager.api.delete(manager.url(f"/api/instances/{instance_id}"))
+    manager.api.delete(manager.url(f"/api/presets{model_path}"))

@@ -18,21 +18,6 @@ def manager(request, tmp_path_factory, models_dir):
     manager.app.kill()
 
 
-@pytest.fixture
-def launched(manager, model_path):
-    """Launch one healthy instance; stop it and drop the model's preset afterwards."""
-    ids = []
-
-    def launch(**fields):
-        instance = manager.wait_status(manager.launch(model_path, **fields)["id"], "healthy")
-        ids.append(instance["id"])
-        return instance
-    yield launch
-    for instance_id in ids:
-        manager.api.delete(manager.url(f"/api/instances/{instance_id}"))
-    manager.api.delete(manager.url(f"/api/presets{model_path}"))
-
-
 def save_preset(manager, model_path, **fields) -> dict:
     response = manager.api.put(manager.url(f"/api/presets{model_path}"), json=fields)
     assert response.status_code == 200, response.text

@@ -26,20 +26,6 @@ def manager(request, tmp_path_factory, models_dir):
     manager.app.kill()
 
 
-@pytest.fixture
-def launched(manager, model_path):
-    """Launch instances for one test and stop them afterwards."""
-    ids = []
-
-    def launch(**fields):
-        instance = manager.wait_status(manager.launch(model_path, **fields)["id"], "healthy")
-        ids.append(instance["id"])
-        return instance
-    yield launch
-    for instance_id in ids:
-        manager.api.delete(manager.url(f"/api/instances/{instance_id}"))
-
-
 def stream_chat(port, key, results, index, max_tokens=48, **extra):
     """Run one streaming chat, recording status, headers and chunk arrival times."""
     started = time.monotonic()

@@ -21,8 +21,7 @@ from llamaman.runtime.docker_spec import (
     LABEL_NODE,
     LABEL_PORT,
 )
-from llamaman.runtime.settings import LaunchSettings
-from tests.helpers import TEST_LABELS, free_port, wait_http
+from tests.helpers import TEST_LABELS, make_spec, wait_http
 
 NODE = "rt-docker-node"
 NETWORK = "llamaman-rt-test"
@@ -64,18 +63,6 @@ def make_config(tmp: Path, models: Path, image: str, **env: str) -> Config:
             "LLAMAMAN_RUNTIME": "docker",
             **env,
         }
-    )
-
-
-def make_spec(config: Config, model: Path, instance_id: str, **settings: object) -> LaunchSpec:
-    return LaunchSpec(
-        instance_id=instance_id,
-        node=config.node_name,
-        model_path=model,
-        internal_port=free_port(),
-        api_key=f"internal-{instance_id}",
-        settings=LaunchSettings.from_body(settings),
-        log_path=config.logs_dir / f"{instance_id}.log",
     )
 
 

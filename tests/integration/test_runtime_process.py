@@ -21,8 +21,7 @@ import requests
 from llamaman.config import Config
 from llamaman.runtime.base import LaunchSpec, RuntimeRef, RuntimeState
 from llamaman.runtime.process import ProcessRuntime
-from llamaman.runtime.settings import LaunchSettings
-from tests.helpers import free_port, wait_http
+from tests.helpers import make_spec, wait_http
 
 NODE = "rt-proc-node"
 STUB_NODE = "rt-proc-stub"  # apart from NODE: stub teardowns stop what their node runs
@@ -77,18 +76,6 @@ def make_config(tmp: Path, binary: str, models: Path, node: str = NODE) -> Confi
             "LLAMA_SERVER_BIN": binary,
             "LLAMAMAN_RUNTIME": "process",
         }
-    )
-
-
-def make_spec(config: Config, model: Path, instance_id: str, **settings: object) -> LaunchSpec:
-    return LaunchSpec(
-        instance_id=instance_id,
-        node=config.node_name,
-        model_path=model,
-        internal_port=free_port(),
-        api_key=f"internal-{instance_id}",
-        settings=LaunchSettings.from_body(settings),
-        log_path=config.logs_dir / f"{instance_id}.log",
     )
 
 

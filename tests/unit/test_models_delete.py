@@ -11,20 +11,6 @@ from llamaman.models.sidecar import sidecar_path, write_sidecar
 from tests.modelkit import write_gguf, write_hf_dir, write_shards
 
 
-@pytest.fixture
-def models(tmp_path):
-    root = tmp_path / "models"
-    root.mkdir()
-    return root
-
-
-@pytest.fixture
-def library(models):
-    lib = ModelLibrary(models, poll_s=3600)
-    yield lib
-    lib.stop()
-
-
 def names(lib: ModelLibrary) -> set[str]:
     return {entry["name"] for entry in lib.list()}
 

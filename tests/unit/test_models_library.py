@@ -13,20 +13,6 @@ from llamaman.models.sidecar import sidecar_path, write_sidecar
 from tests.modelkit import TEMPLATE, write_gguf, write_hf_dir, write_shards
 
 
-@pytest.fixture
-def models(tmp_path):
-    root = tmp_path / "models"
-    root.mkdir()
-    return root
-
-
-@pytest.fixture
-def library(models):
-    lib = ModelLibrary(models, poll_s=3600)
-    yield lib
-    lib.stop()
-
-
 def by_name(lib: ModelLibrary) -> dict[str, dict]:
     return {entry["name"]: entry for entry in lib.list()}
 
