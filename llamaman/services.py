@@ -104,6 +104,8 @@ def build_services(config: Config) -> Services:
     presets = PresetService(storage.presets, instances, config)
     ports.make_app = lambda instance_id: InstanceProxy(
         instance_id, instances, gates, upstream, api_keys, settings.require_auth, config.request_timeout)
+    scheduler = Scheduler(config, instances, library, presets, settings)
+    instances.waker = scheduler.wake  # wakes from instance ports go through the cap too
     return Services(
         config=config,
         storage=storage,
@@ -115,7 +117,7 @@ def build_services(config: Config) -> Services:
         upstream=upstream,
         library=library,
         presets=presets,
-        scheduler=Scheduler(config, instances, library, presets, settings),
+        scheduler=scheduler,
         forwarder=Forwarder(instances, gates, upstream, config.request_timeout),
         recorder=Recorder(storage.request_log, settings),
     )

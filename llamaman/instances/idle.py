@@ -24,7 +24,7 @@ class SleepWake:
             return target
         record = self.registry.snapshot(instance_id)
         if record["status"] == rec.SLEEPING:
-            self.wake(instance_id, timeout)
+            self.waker(instance_id, timeout)  # the scheduler, once wired: waking counts against the cap
         settled = self.registry.wait_until(instance_id, lambda r: r["status"] != rec.STARTING, timeout)
         target = self._targets.get(instance_id)
         if target is None:

@@ -10,6 +10,7 @@ import logging
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,7 @@ class InstanceService(SleepWake):
         self.ports = ports
         self.gates = gates
         self._last_end: dict[str, float] = {}
+        self.waker: Callable[[str, float], None] = self.wake  # replaced by the scheduler's
         self.reaper = PeriodicJob("idle-reaper", REAP_INTERVAL_S, self.reap_idle)
         self.runtime: Runtime = UnavailableRuntime("the instance service is not started")
         self.waiter = HealthWaiter(self.runtime, config.health_check_timeout, config.model_load_timeout)

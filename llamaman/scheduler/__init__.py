@@ -87,6 +87,19 @@ class Scheduler:
         with self._claims_lock:
             return self._claims.get(instance_id, 0) > 0
 
+    def wake(self, instance_id: str, timeout: float) -> None:
+        """Wake a sleeping instance for a request on its own port, making room like its
+        launcher would (admin-launched ones with the admin's rights)."""
+        with self._lock:
+            record = self.instances.registry.find(instance_id)
+            if record is None or record["status"] != rec.SLEEPING:
+                return
+            if not (record.get("settings") or {}).get("embedding"):
+                launcher = record.get("launched_by") or "admin"
+                self._make_room("ollama" if launcher in API_LAUNCHERS else "admin")
+            self.wakes += 1
+            self.instances.wake(instance_id, timeout)
+
     def admin_launch(self, body: dict[str, Any], confirm: bool) -> dict[str, Any]:
         """A launch from the UI/REST API: over the cap it needs confirming (or the enforce
         setting) and then evicts, API-launched models first."""

@@ -288,3 +288,16 @@ def test_client_disconnect_mid_stream_stops_generation(request, tmp_path, models
     while monitor() != 2:
         assert time.monotonic() < deadline, "the slot stayed busy after the client left"
         time.sleep(0.05)
+
+
+def test_a_wake_on_an_instance_port_respects_the_cap(request, tmp_path, models):
+    manager = make_manager(request, tmp_path, models, LLAMAMAN_MAX_MODELS="1")
+    sleeper = manager.wait_status(manager.launch(models / "alpha.gguf", idle_timeout_min=0.02)["id"], "healthy")
+    manager.wait_status(sleeper["id"], "sleeping", timeout=30)
+    other = manager.wait_status(manager.launch(models / "beta.gguf")["id"], "healthy")
+    response = requests.post(f"http://127.0.0.1:{sleeper['port']}/v1/chat/completions",
+                             headers={"Authorization": f"Bearer {manager.key}"},
+                             json={"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2})
+    assert response.status_code == 200
+    assert manager.instance(other["id"])["status"] == "stopped", "the wake evicted the other model"
+    assert [i["id"] for i in running(manager)] == [sleeper["id"]]
