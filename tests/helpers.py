@@ -191,3 +191,18 @@ def make_spec(config: Any, model: Path, instance_id: str, **settings: object) ->
         settings=LaunchSettings.from_body(settings),
         log_path=config.logs_dir / f"{instance_id}.log",
     )
+
+
+def internal_auth(spec: Any) -> dict[str, str]:
+    """The header that carries an instance's internal key."""
+    return {"Authorization": f"Bearer {spec.api_key}"}
+
+
+def assert_serves_chat(url: str, spec: Any) -> None:
+    """A non-streamed chat completion with the internal key produces tokens."""
+    import requests
+
+    body = {"messages": [{"role": "user", "content": "Say hi"}], "max_tokens": 8, "temperature": 0}
+    resp = requests.post(f"{url}/v1/chat/completions", json=body, headers=internal_auth(spec), timeout=30)
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["usage"]["completion_tokens"] > 0

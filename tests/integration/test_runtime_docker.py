@@ -21,7 +21,13 @@ from llamaman.runtime.docker_spec import (
     LABEL_NODE,
     LABEL_PORT,
 )
-from tests.helpers import TEST_LABELS, make_spec, wait_http
+from tests.helpers import (
+    TEST_LABELS,
+    assert_serves_chat,
+    internal_auth,
+    make_spec,
+    wait_http,
+)
 
 NODE = "rt-docker-node"
 NETWORK = "llamaman-rt-test"
@@ -119,7 +125,7 @@ def test_served_requires_the_internal_key(served) -> None:
     _, spec, url = served
     assert url == f"http://127.0.0.1:{spec.internal_port}"
     assert requests.get(f"{url}/v1/models", timeout=10).status_code == 401
-    ok = requests.get(f"{url}/v1/models", headers=_auth(spec), timeout=10)
+    ok = requests.get(f"{url}/v1/models", headers=internal_auth(spec), timeout=10)
     assert ok.status_code == 200
     assert ok.json()["data"]
 
@@ -127,10 +133,7 @@ def test_served_requires_the_internal_key(served) -> None:
 @pytest.mark.timeout(60)
 def test_served_answers_a_chat_completion(served) -> None:
     _, spec, url = served
-    body = {"messages": [{"role": "user", "content": "Say hi"}], "max_tokens": 8, "temperature": 0}
-    resp = requests.post(f"{url}/v1/chat/completions", json=body, headers=_auth(spec), timeout=30)
-    assert resp.status_code == 200, resp.text
-    assert resp.json()["usage"]["completion_tokens"] > 0
+    assert_serves_chat(url, spec)
 
 
 @pytest.mark.timeout(60)
@@ -318,9 +321,6 @@ def test_in_docker_mode_publishes_nothing(
         runtime.stop(ref, grace_s=0)
         runtime.close()
 
-
-def _auth(spec: LaunchSpec) -> dict[str, str]:
-    return {"Authorization": f"Bearer {spec.api_key}"}
 
 
 def wait_for_text(path: Path, text: str, timeout: float = 10) -> None:

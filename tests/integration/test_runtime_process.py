@@ -21,7 +21,7 @@ import requests
 from llamaman.config import Config
 from llamaman.runtime.base import LaunchSpec, RuntimeRef, RuntimeState
 from llamaman.runtime.process import ProcessRuntime
-from tests.helpers import make_spec, wait_http
+from tests.helpers import assert_serves_chat, internal_auth, make_spec, wait_http
 
 NODE = "rt-proc-node"
 STUB_NODE = "rt-proc-stub"  # apart from NODE: stub teardowns stop what their node runs
@@ -300,7 +300,7 @@ def test_real_server_requires_the_internal_key(served) -> None:
         ).status_code
         == 401
     )
-    ok = requests.get(f"{url}/v1/models", headers=_auth(spec), timeout=10)
+    ok = requests.get(f"{url}/v1/models", headers=internal_auth(spec), timeout=10)
     assert ok.status_code == 200
     assert ok.json()["data"]
 
@@ -308,10 +308,7 @@ def test_real_server_requires_the_internal_key(served) -> None:
 @pytest.mark.timeout(60)
 def test_real_server_answers_a_chat_completion(served) -> None:
     _, spec, url = served
-    body = {"messages": [{"role": "user", "content": "Say hi"}], "max_tokens": 8, "temperature": 0}
-    resp = requests.post(f"{url}/v1/chat/completions", json=body, headers=_auth(spec), timeout=30)
-    assert resp.status_code == 200, resp.text
-    assert resp.json()["usage"]["completion_tokens"] > 0
+    assert_serves_chat(url, spec)
 
 
 @pytest.mark.timeout(60)
@@ -383,6 +380,3 @@ def test_real_server_with_too_small_memory_limit_fails_with_a_reason(
     assert "Memory Limit 64m is enforced as RLIMIT_AS" in state.reason
     assert runtime.state(ref) == state
 
-
-def _auth(spec: LaunchSpec) -> dict[str, str]:
-    return {"Authorization": f"Bearer {spec.api_key}"}
