@@ -55,4 +55,6 @@ def test_setup_login_and_key_creation_in_a_browser(browser, running, tmp_path):
     page.fill("input[name=password]", "browser-pass-123")
     page.click("button[type=submit]")
     page.wait_for_url(running.url("/"))
+    # The toggle is filled in by the page's script once /api/settings answers.
+    page.wait_for_selector("#require-auth:checked", timeout=10_000)
     assert page.is_checked("#require-auth")
