@@ -1,9 +1,10 @@
-"""GET/POST /api/settings."""
+"""GET/POST /api/settings; model backup export and restore."""
 from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
 from llamaman.http import json_body, services
+from llamaman.settings.backup import BackupService
 
 bp = Blueprint("settings", __name__)
 
@@ -16,3 +17,25 @@ def get_settings():
 @bp.post("/api/settings")
 def save_settings():
     return jsonify(services().settings.save(json_body()))
+
+
+@bp.get("/api/models/export")
+def export_models():
+    """Every model with its preset and source, as a timestamped JSON download."""
+    document = _backup().export()
+    stamp = document["exported_at"].replace(":", "").replace("-", "")
+    response = jsonify(document)
+    response.headers["Content-Disposition"] = f'attachment; filename="llamaman-models-{stamp}.json"'
+    return response
+
+
+@bp.post("/api/models/restore")
+def restore_models():
+    """Merge presets of present models and queue downloads of missing ones with a source."""
+    return jsonify(_backup().restore(json_body()))
+
+
+def _backup() -> BackupService:
+    svc = services()
+    return BackupService(svc.library, svc.presets, getattr(svc, "downloads", None),
+                         svc.config.models_dir, svc.config.node_name)
