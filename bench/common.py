@@ -36,20 +36,27 @@ def timed_requests(port: int, path: str, count: int, headers: dict | None = None
 def throughput(port: int, path: str, concurrency: int, seconds: float, headers: dict | None = None) -> dict:
     """Requests/s and latency percentiles with `concurrency` keep-alive clients for `seconds`."""
     latencies: list[float] = []
+    failures = [0]
     lock = threading.Lock()
     deadline = time.perf_counter() + seconds
 
     def client() -> None:
-        local = []
+        local, failed = [], 0
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         while time.perf_counter() < deadline:
             start = time.perf_counter()
-            conn.request("GET", path, headers=headers or {})
-            conn.getresponse().read()
+            try:
+                conn.request("GET", path, headers=headers or {})
+                conn.getresponse().read()
+            except (http.client.HTTPException, OSError):  # the server dropped a kept-alive connection
+                failed += 1
+                conn.close()
+                continue
             local.append((time.perf_counter() - start) * 1000)
         conn.close()
         with lock:
             latencies.extend(local)
+            failures[0] += failed
 
     threads = [threading.Thread(target=client) for _ in range(concurrency)]
     began = time.perf_counter()
@@ -58,8 +65,8 @@ def throughput(port: int, path: str, concurrency: int, seconds: float, headers: 
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - began
-    return {"rps": len(latencies) / elapsed, "p50_ms": percentile(latencies, 50),
-            "p99_ms": percentile(latencies, 99), "requests": len(latencies)}
+    return {"rps": len(latencies) / elapsed, "p50_ms": percentile(latencies or [0.0], 50),
+            "p99_ms": percentile(latencies or [0.0], 99), "requests": len(latencies), "failed": failures[0]}
 
 
 def summary(latencies: list[float]) -> dict:

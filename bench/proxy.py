@@ -5,6 +5,7 @@ Needs the provisioned test environment (LLAMA_SERVER_BIN, LLAMAMAN_TEST_MODELS_D
 LLAMAMAN_TEST_MODEL): source /var/lib/llamaman-test/test-env.sh first.
 
 Usage: .venv/bin/python bench/proxy.py [--reps 3] [--seconds 4] [--stream-runs 10]
+                                      [--parts small,stream,gate,wake]
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import http.client
 import itertools
 import json
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -115,15 +117,22 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--stream-runs", type=int, default=10)
+    parser.add_argument("--parts", default="small,stream,gate,wake", help="comma-separated subset to run")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # a killed run still stops its app
     models = Path(os.environ["LLAMAMAN_TEST_MODELS_DIR"])
     model = models / os.environ["LLAMAMAN_TEST_MODEL"]
     with tempfile.TemporaryDirectory() as tmp:
-        env = runtime_env("process", Pytestless(), models, ports=26000)
+        # A node name of its own: a manager's boot removes its node's llama-servers it has no
+        # record of, which must never be another run's.
+        env = {**runtime_env("process", Pytestless(), models, ports=26000),
+               "LLAMAMAN_NODE_NAME": f"bench-proxy-{os.getpid()}"}
         manager = start_manager(Path(tmp), env)
         try:
             rows = run(manager, model, Path(tmp) / "data", args)
         finally:
+            for instance in manager.api.get(manager.url("/api/instances")).json():
+                manager.api.delete(manager.url(f"/api/instances/{instance['id']}"))
             manager.app.terminate()
     report("proxy", rows, ["test", "via", "concurrency", "p50_ms", "p99_ms", "rps", "ttfb_ms",
                            "first_content_ms", "total_ms", "chunks", "gap_ms", "seconds"])
@@ -133,10 +142,16 @@ def run(manager, model: Path, data_dir: Path, args) -> list[dict]:
     instance = manager.wait_status(manager.launch(model, parallel=4, ctx_size=2048, threads=2)["id"], "healthy")
     direct_port, internal_key = internal_of(data_dir, instance["id"])
     public = instance["port"]
-    rows = small_requests(direct_port, internal_key, public, manager.key, args.reps, args.seconds)
-    rows += streaming(direct_port, internal_key, public, manager.key, args.stream_runs)
-    rows += gate_burst(manager, instance, direct_port, internal_key, args.reps)
-    rows += wake(manager, model, args.reps)
+    parts = set(args.parts.split(","))
+    rows = []
+    if "small" in parts:
+        rows += small_requests(direct_port, internal_key, public, manager.key, args.reps, args.seconds)
+    if "stream" in parts:
+        rows += streaming(direct_port, internal_key, public, manager.key, args.stream_runs)
+    if "gate" in parts:
+        rows += gate_burst(manager, instance, direct_port, internal_key, args.reps)
+    if "wake" in parts:
+        rows += wake(manager, model, args.reps)
     return rows
 
 

@@ -13,6 +13,10 @@ from llamaman.instances import records as rec
 from llamaman.proxy.sidecar import Target
 from llamaman.runtime import RuntimeRef
 
+# Nothing is in flight when an instance falls asleep and llama-server keeps no state worth a
+# clean exit, so it is killed at once: a request that wakes it meanwhile waits for this stop.
+SLEEP_GRACE_S = 0.0
+
 
 class SleepWake:
     """Mixin of InstanceService: uses its registry, gates, runtime, logs and targets."""
@@ -90,7 +94,7 @@ class SleepWake:
             if not self.gates.if_idle(instance_id, lambda: self._mark_sleeping(instance_id)):
                 return False
             if record.get("runtime"):
-                self.runtime.stop(RuntimeRef.from_dict(record["runtime"]))
+                self.runtime.stop(RuntimeRef.from_dict(record["runtime"]), grace_s=SLEEP_GRACE_S)
             self.registry.update(instance_id, {"runtime": None})
         self.logs.event(instance_id, "sleeping after the idle timeout")
         return True

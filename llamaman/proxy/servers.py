@@ -9,22 +9,14 @@ from collections.abc import Callable
 from cheroot import wsgi
 
 from llamaman.errors import Conflict
-from llamaman.proxy.sidecar import SOCKET_KEY
+from llamaman.proxy.cheroot_conn import LingeringConnection, SocketGateway
 
 log = logging.getLogger(__name__)
 
 THREADS_PER_PORT = 16
 RELEASE_WAIT_S = 5.0
 SOCKET_TIMEOUT_S = 30
-
-
-class _SocketGateway(wsgi.Gateway_10):
-    """Puts the client socket in the environ, so a queued request can notice a disconnect."""
-
-    def get_environ(self):
-        environ = super().get_environ()
-        environ[SOCKET_KEY] = self.req.conn.socket
-        return environ
+KEEP_ALIVE_LIMIT = 1024  # idle keep-alive clients per port (cheroot's default of 10 makes busy clients reconnect)
 
 
 class PortServers:
@@ -43,7 +35,9 @@ class PortServers:
             server = wsgi.Server((self.bind_host, port), app, numthreads=THREADS_PER_PORT,
                                  server_name=f"llamaman-{port}", timeout=SOCKET_TIMEOUT_S,
                                  request_queue_size=64)
-            server.gateway = _SocketGateway
+            server.gateway = SocketGateway
+            server.ConnectionClass = LingeringConnection
+            server.keep_alive_conn_limit = KEEP_ALIVE_LIMIT
             try:
                 server.prepare()
             except OSError as err:

@@ -2,17 +2,26 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterable, Iterator, Mapping
 
-import urllib3
-from urllib3.exceptions import HTTPError as Urllib3Error
+from llamaman.proxy.http1 import (
+    BrokenUpstream,
+    Connection,
+    Headers,
+    Response,
+    StaleConnection,
+    request_head,
+)
 
 HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
     "trailers", "transfer-encoding", "upgrade",
 })
 log = logging.getLogger(__name__)
-READ_SIZE = 64 * 1024
+
+__all__ = ["HOP_BY_HOP", "BrokenUpstream", "Response", "UpstreamError", "UpstreamPool",
+           "body_chunks", "forward_headers"]
 
 
 class UpstreamError(Exception):
@@ -24,56 +33,93 @@ class UpstreamError(Exception):
 
 
 class UpstreamPool:
-    """One keep-alive connection pool per llama-server address."""
+    """Idle keep-alive connections per llama-server address (at most maxsize kept each)."""
 
     def __init__(self, connect_timeout: float, read_timeout: float, maxsize: int = 64) -> None:
-        self.manager = urllib3.PoolManager(
-            num_pools=64, maxsize=maxsize, block=False, retries=False,
-            timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
-        )
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.maxsize = maxsize
+        self._idle: dict[tuple[str, int], list[Connection]] = {}
+        self._lock = threading.Lock()
 
-    def open(self, method: str, host: str, port: int, path: str, headers: dict[str, str],
-             body: bytes | None) -> urllib3.BaseHTTPResponse:
+    def open(self, method: str, host: str, port: int, path: str, headers: Mapping[str, str],
+             body: bytes | None) -> Response:
         """Send a request and return the response with its body unread.
 
-        A connection that breaks before any response byte is almost always a kept-alive one
-        that llama-server closed as we reused it: the request is sent again, once, on a new one.
+        A kept-alive connection that llama-server closed as we reused it fails before any
+        response byte: the request is sent again, once, on a new connection (llama-server
+        never saw it).
         """
-        url = f"http://{host}:{port}{path}"
-        try:
+        address = (host, port)
+        head = request_head(method, path, f"{host}:{port}", headers, body)
+        conn = self._take(address)
+        if conn is not None:
             try:
-                return self._send(method, url, headers, body)
-            except urllib3.exceptions.ProtocolError as err:
-                log.info("upstream connection broke before the response (%r); retrying once", err)
-                return self._send(method, url, headers, body)
-        except urllib3.exceptions.NewConnectionError as err:  # a TimeoutError subclass in urllib3
+                return self._exchange(conn, method, head, body)
+            except (StaleConnection, ConnectionResetError, BrokenPipeError) as err:
+                conn.close()
+                log.info("kept-alive upstream connection was closed (%r); retrying once", err)
+            except BaseException:
+                conn.close()
+                raise
+        try:
+            conn = Connection(address, self.connect_timeout, self.read_timeout)
+        except TimeoutError as err:
+            raise UpstreamError(f"llama-server did not accept the connection in time: {err}", timeout=True) from err
+        except OSError as err:
             raise UpstreamError(f"llama-server is unreachable: {err}") from err
-        except urllib3.exceptions.TimeoutError as err:
+        try:
+            return self._exchange(conn, method, head, body)
+        except BaseException:
+            conn.close()
+            raise
+
+    def _exchange(self, conn: Connection, method: str, head: bytes, body: bytes | None) -> Response:
+        try:
+            conn.send(head, body)
+            return Response(conn, method, conn.read_head(), self._give_back)
+        except (StaleConnection, ConnectionResetError, BrokenPipeError):
+            if conn.reused:
+                raise
+            raise UpstreamError("llama-server closed the connection without answering") from None
+        except TimeoutError as err:
             raise UpstreamError(f"llama-server did not answer in time: {err}", timeout=True) from err
-        except Urllib3Error as err:
+        except OSError as err:  # BrokenUpstream included
             log.warning("upstream request failed: %r", err)
             raise UpstreamError(f"llama-server is unreachable: {err}") from err
 
-    def _send(self, method: str, url: str, headers: dict[str, str], body: bytes | None):
-        return self.manager.request(method, url, body=body, headers=headers,
-                                    preload_content=False, redirect=False)
+    def _take(self, address: tuple[str, int]) -> Connection | None:
+        """The most recently used idle connection that is still open."""
+        while True:
+            with self._lock:
+                idle = self._idle.get(address)
+                conn = idle.pop() if idle else None
+            if conn is None or conn.alive():
+                return conn
+            conn.close()
+
+    def _give_back(self, conn: Connection) -> None:
+        with self._lock:
+            idle = self._idle.setdefault(conn.address, [])
+            if len(idle) < self.maxsize:
+                idle.append(conn)
+                return
+        conn.close()
 
     def close(self) -> None:
-        self.manager.clear()
+        with self._lock:
+            idle = [conn for conns in self._idle.values() for conn in conns]
+            self._idle.clear()
+        for conn in idle:
+            conn.close()
 
 
-def body_chunks(response: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
+def body_chunks(response: Response) -> Iterator[bytes]:
     """Yield the body as it arrives: each HTTP chunk of a chunked (SSE) response on its own."""
-    if response.chunked and response.supports_chunked_reads():
-        yield from response.read_chunked(decode_content=False)
-        return
-    while True:
-        data = response.read1(READ_SIZE, decode_content=False)
-        if not data:
-            return
-        yield data
+    return response.stream()
 
 
-def forward_headers(headers: dict[str, str] | urllib3.HTTPHeaderDict, *, drop: frozenset[str] = frozenset()) -> list[tuple[str, str]]:
+def forward_headers(headers: Mapping[str, str] | Headers | Iterable, *,
+                    drop: frozenset[str] = frozenset()) -> list[tuple[str, str]]:
     """Headers safe to pass along: hop-by-hop ones and those in drop removed."""
     return [(k, v) for k, v in headers.items() if k.lower() not in HOP_BY_HOP and k.lower() not in drop]

@@ -1,0 +1,64 @@
+"""The instance-port server (cheroot with our connection classes) on 127.0.0.1 with a small
+WSGI app: keep-alive for many clients, pipelined requests, streamed bodies, request bodies."""
+import http.client
+import socket
+
+import pytest
+
+from llamaman.proxy.servers import PortServers
+from tests.helpers import free_port
+
+
+def app(environ, start_response):
+    chunked = environ.get("HTTP_TRANSFER_ENCODING") == "chunked"
+    body = environ["wsgi.input"].read(1024 if chunked else int(environ.get("CONTENT_LENGTH") or 0))
+    if environ["PATH_INFO"] == "/stream":
+        write = start_response("200 OK", [("Content-Type", "text/event-stream")])
+        write(b"")
+        return iter([b"data: 1\n\n", b"data: 2\n\n"])
+    payload = environ["PATH_INFO"].encode() + b":" + body
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(payload)))])
+    return [payload]
+
+
+@pytest.fixture
+def port():
+    servers = PortServers("127.0.0.1")
+    port = free_port()
+    servers.start(port, app)
+    yield port
+    servers.stop_all()
+
+
+def test_many_clients_all_stay_kept_alive(port):
+    clients = [http.client.HTTPConnection("127.0.0.1", port, timeout=5) for _ in range(40)]
+    for round_ in range(3):
+        for index, client in enumerate(clients):
+            client.request("POST", f"/c{index}", body=str(round_))
+            response = client.getresponse()
+            assert response.read() == f"/c{index}:{round_}".encode()
+            assert response.getheader("Connection") != "close"
+    assert all(client.sock is not None for client in clients), "no client was made to reconnect"
+    for client in clients:
+        client.close()
+
+
+def test_pipelined_requests_are_all_answered(port):
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+        received = b""
+        while received.count(b"HTTP/1.1 200") < 2 or not received.endswith(b"/b:"):
+            data = sock.recv(65536)
+            assert data, received
+            received += data
+    assert received.index(b"/a:") < received.index(b"/b:")
+
+
+def test_streamed_and_chunked_request_bodies(port):
+    client = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    client.request("GET", "/stream")
+    response = client.getresponse()
+    assert response.getheader("Transfer-Encoding") == "chunked" and response.read() == b"data: 1\n\ndata: 2\n\n"
+    client.request("POST", "/chunked", body=iter([b"hel", b"lo"]), encode_chunked=True)
+    assert client.getresponse().read() == b"/chunked:hello"
+    client.close()
