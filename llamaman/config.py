@@ -76,6 +76,9 @@ class Config:
     cluster_secret: str | None
     cluster_advertise_url: str | None
     cluster_online_window_s: int
+    hf_endpoint: str = "https://huggingface.co"
+    hf_token: str | None = field(default=None, repr=False)
+    llamactl_cache_dir: Path | None = None  # None: <MODELS_DIR>/llamactl-cache
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @classmethod
@@ -213,6 +216,7 @@ class _Reader:
             runtime=self.choice("LLAMAMAN_RUNTIME", RUNTIMES) or "auto",
             llama_server_bin=self.raw("LLAMA_SERVER_BIN"),
             **cluster,
+            **self.downloads(),
             warnings=tuple(self.warnings),
         )
 
@@ -228,6 +232,16 @@ class _Reader:
             "cluster_advertise_url": self.raw("CLUSTER_ADVERTISE_URL"),
             "cluster_online_window_s": self.integer("CLUSTER_NODE_ONLINE_WINDOW_S", 45, 1, 86400),
         }
+
+    def downloads(self) -> dict:
+        """HuggingFace endpoint and token, and the llamactl cache (LLAMACTL_LLAMACPP_CACHE_DIR
+        wins over LLAMA_CACHE)."""
+        cache = self.raw("LLAMACTL_LLAMACPP_CACHE_DIR") or self.raw("LLAMA_CACHE")
+        endpoint = self.text("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+        if not endpoint.startswith(("http://", "https://")):
+            raise ConfigError("HF_ENDPOINT", f"expected an http(s) URL, got {endpoint!r}")
+        return {"hf_endpoint": endpoint, "hf_token": self.raw("HF_TOKEN"),
+                "llamactl_cache_dir": Path(cache).absolute() if cache else None}
 
 
 def parse_gpu_devices(value: str, name: str = "gpu_devices") -> tuple[int, ...]:

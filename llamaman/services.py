@@ -10,6 +10,7 @@ from llamaman.auth.ratelimit import FailureLimiter
 from llamaman.auth.users import UserService
 from llamaman.cluster.registry import NodeRegistry
 from llamaman.config import Config
+from llamaman.downloads.service import DownloadService
 from llamaman.instances.logs import InstanceLogs
 from llamaman.instances.registry import InstanceRegistry
 from llamaman.instances.service import InstanceService
@@ -18,6 +19,7 @@ from llamaman.presets.service import PresetService
 from llamaman.proxy.forward import Forwarder
 from llamaman.proxy.gate import Gates
 from llamaman.proxy.public import PublicPorts
+from llamaman.proxy.record import ProxyRecording
 from llamaman.proxy.servers import PortServers
 from llamaman.proxy.sidecar import InstanceProxy
 from llamaman.proxy.upstream import UpstreamPool
@@ -50,6 +52,7 @@ class Services:
     scheduler: Scheduler
     forwarder: Forwarder
     recorder: Recorder
+    downloads: DownloadService
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     started: bool = False
 
@@ -66,6 +69,7 @@ class Services:
             self.library.start()
             self.recorder.start()
             self.instances.start(create_runtime(self.config))
+            self.downloads.start()
             self.started = True
             log.info("llamaman services started (node %s)", self.config.node_name)
 
@@ -74,6 +78,7 @@ class Services:
         with self._lock:
             if not self.started:
                 return
+            self.downloads.stop()
             self.instances.close()
             self.library.stop()
             self.recorder.stop()
@@ -102,8 +107,11 @@ def build_services(config: Config) -> Services:
                                 ports, gates)
     library = ModelLibrary(config.models_dir)
     presets = PresetService(storage.presets, instances, config)
+    recorder = Recorder(storage.request_log, settings)
+    recording = ProxyRecording(recorder)
     ports.make_app = lambda instance_id: InstanceProxy(
-        instance_id, instances, gates, upstream, api_keys, settings.require_auth, config.request_timeout)
+        instance_id, instances, gates, upstream, api_keys, settings.require_auth, config.request_timeout,
+        recording)
     scheduler = Scheduler(config, instances, library, presets, settings)
     instances.waker = scheduler.wake  # wakes from instance ports go through the cap too
     return Services(
@@ -119,5 +127,6 @@ def build_services(config: Config) -> Services:
         presets=presets,
         scheduler=scheduler,
         forwarder=Forwarder(instances, gates, upstream, config.request_timeout),
-        recorder=Recorder(storage.request_log, settings),
+        recorder=recorder,
+        downloads=DownloadService(config, storage.downloads, settings, library),
     )

@@ -14,6 +14,8 @@ from llamaman.compat import ollama_models as ollama_model_routes
 from llamaman.compat import openai as openai_routes
 from llamaman.compat import routes as compat_routes
 from llamaman.config import Config
+from llamaman.downloads import llamactl as llamactl_routes
+from llamaman.downloads import routes as download_routes
 from llamaman.http import MAX_BODY_BYTES, register_error_handlers
 from llamaman.instances import monitor as monitor_routes
 from llamaman.instances import routes as instance_routes
@@ -46,6 +48,6 @@ def create_app(config: Config, services: Services | None = None) -> Flask:
     for blueprint in (ui_routes.bp, auth_routes.bp, settings_routes.bp, instance_routes.bp,
                       monitor_routes.bp, model_routes.bp, preset_routes.bp, compat_routes.bp,
                       ollama_routes.bp, openai_routes.bp, ollama_model_routes.bp, embedding_routes.bp,
-                      recording_routes.bp):
+                      recording_routes.bp, download_routes.bp, llamactl_routes.bp):
         app.register_blueprint(blueprint)
     return app

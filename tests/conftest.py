@@ -150,3 +150,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if missing:
         print(f"\nCI=true: no test passed in tier(s) {', '.join(missing)}; every tier must run")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture
+def hub() -> Iterator[Any]:
+    """A local HuggingFace Hub on 127.0.0.1 (tests/hubkit.py); stopped when the test ends."""
+    from tests.hubkit import HubKit
+
+    with HubKit() as kit:
+        yield kit

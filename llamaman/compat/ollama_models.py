@@ -1,23 +1,21 @@
 """Ollama model management: /api/show, /api/pull, /api/delete."""
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, Response, jsonify, stream_with_context
 
 from llamaman.compat import catalog
-from llamaman.errors import LlamamanError, NotFound
+from llamaman.downloads.pull import pull_progress, start_pull, wait_pull
+from llamaman.errors import NotFound
 from llamaman.http import json_body, services
 from llamaman.instances import records as rec
 from llamaman.models.routes import busy_paths
 from llamaman.validation import get_str
 
 bp = Blueprint("ollama_models", __name__)
-
-
-class NotImplementedYet(LlamamanError):
-    status = 501
 
 
 @bp.post("/api/show")
@@ -39,8 +37,18 @@ def show():
 
 @bp.post("/api/pull")
 def pull():
-    raise NotImplementedYet("pulling models is not available yet: the download manager is not built; "
-                            "place GGUF files in MODELS_DIR instead")
+    """Queue `org/repo[:tag]` from HuggingFace (tag = quantization, default latest → Q4_K_M) into
+    MODELS_DIR/<org>/<repo>; streams Ollama's NDJSON progress, or waits for the end (stream: false)."""
+    body = json_body()
+    name = get_str(body, "model") or get_str(body, "name", required=True, allow_empty=False)
+    downloads = services().downloads
+    job_id = start_pull(downloads, name)
+    if body.get("stream", True) is False:
+        final = wait_pull(downloads, job_id, alive=lambda: not downloads.closing)
+        return jsonify(final), 500 if "error" in final else 200
+    progress = pull_progress(downloads, job_id, alive=lambda: not downloads.closing)
+    lines = (json.dumps(line) + "\n" for line in progress)
+    return Response(stream_with_context(lines), mimetype="application/x-ndjson")
 
 
 @bp.delete("/api/delete")

@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from llamaman.downloads import names
 from llamaman.errors import Invalid, LlamamanError
 from llamaman.models.library import ModelLibrary
-from llamaman.models.sidecar import read_sidecar, sidecar_path, valid_repo_id
+from llamaman.models.sidecar import read_sidecar, sidecar_path
 from llamaman.presets.service import PresetService
 from llamaman.presets.validate import parse_fields
 
@@ -116,13 +117,12 @@ class BackupService:
             preset = item.get("preset")
             if preset is not None:
                 parse_fields(preset)
+            repo_id = item.get("repo_id")
+            if repo_id is not None:
+                names.check_repo_id(repo_id)
+            filename = names.check_filename(item.get("filename"))
         except LlamamanError as err:
             raise Invalid(f"{where}: {err.message}") from err
-        repo_id, filename = item.get("repo_id"), item.get("filename")
-        if repo_id is not None and not valid_repo_id(repo_id):
-            raise Invalid(f"{where}.repo_id must be 'org/name'", field="repo_id")
-        if filename is not None and not _safe_repo_filename(filename):
-            raise Invalid(f"{where}.filename must be a file path inside the repository", field="filename")
         return Entry(path, relative, repo_id, filename, preset)
 
     def _restore_one(self, entry: Entry, report: RestoreReport) -> None:
@@ -163,10 +163,3 @@ def _models_of(document: Any) -> list[Any]:
 def _preset_fields(preset: dict[str, Any] | None) -> dict[str, Any] | None:
     return {k: v for k, v in preset.items() if k != "model_path"} if preset else None
 
-
-def _safe_repo_filename(name: Any) -> bool:
-    """A relative path inside a repository: no empty, '.' or '..' parts, no backslashes."""
-    if not isinstance(name, str) or not name or len(name) > 1024 or name.startswith("/"):
-        return False
-    return "\\" not in name and "\x00" not in name and all(
-        part not in ("", ".", "..") for part in name.split("/"))

@@ -37,5 +37,5 @@ def restore_models():
 
 def _backup() -> BackupService:
     svc = services()
-    return BackupService(svc.library, svc.presets, getattr(svc, "downloads", None),
+    return BackupService(svc.library, svc.presets, svc.downloads,
                          svc.config.models_dir, svc.config.node_name)

@@ -6,12 +6,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from llamaman.errors import Invalid
 from llamaman.storage.base import SettingsRepository
 from llamaman.validation import (
     get_bool,
     get_choice,
     get_float,
     get_int,
+    get_str,
     reject_unknown,
     require_object,
 )
@@ -25,6 +27,8 @@ DEFAULTS: dict[str, Any] = {
     "allow_ollama_api_override_admin": False,
     "auto_retry_failed_downloads": False,
     "retry_count_per_failed_download": 3,
+    "download_speed_limit_mbps": 0,  # megabits/s shared by all downloads together; 0 = unlimited
+    "hf_token": "",  # stored HuggingFace token; get() returns it masked
     "request_recording_mode": "off",
     "request_recording_retention_days": 0,
     "metrics_open": False,
@@ -59,6 +63,7 @@ class SettingsService:
         self.node = node
         self.clock = clock
         self._require_auth: tuple[float, bool] | None = None  # (read at, value)
+        self.generation = 0  # bumped by every local save: caches of settings compare it
 
     def get(self) -> dict[str, Any]:
         """Return the effective settings of this node."""
@@ -70,7 +75,12 @@ class SettingsService:
             elif key in merged:
                 merged[key] = value
         merged.update({k: v for k, v in self.repo.get(self.node).items() if k in NODE_SCOPED})
+        merged["hf_token"] = mask_token(merged["hf_token"])
         return merged
+
+    def hf_token(self) -> str | None:
+        """The stored HuggingFace token in full (for the download manager only), or None."""
+        return self.repo.get("global").get("hf_token") or None
 
     def require_auth(self) -> bool:
         """Whether model endpoints and instance ports need a bearer key (read at most once a
@@ -84,6 +94,8 @@ class SettingsService:
 
     def save(self, patch: Any) -> dict[str, Any]:
         """Validate a partial settings document, store it, and return the effective settings."""
+        if isinstance(patch, dict) and patch.get("hf_token") and patch["hf_token"] == mask_token(self.hf_token()):
+            patch = {k: v for k, v in patch.items() if k != "hf_token"}  # the masked value sent back
         clean = validate_patch(patch)
         node_part = {k: v for k, v in clean.items() if k in NODE_SCOPED}
         shared_part = {k: v for k, v in clean.items() if k not in NODE_SCOPED}
@@ -92,6 +104,7 @@ class SettingsService:
             self._require_auth = None
         if node_part:
             self.repo.update(self.node, _merger(node_part))
+        self.generation += 1
         return self.get()
 
 
@@ -125,7 +138,25 @@ def validate_patch(patch: Any) -> dict[str, Any]:
             body, "request_recording_retention_days", low=0, high=36500)
     if "cleanup" in body:
         clean["cleanup"] = _validate_cleanup(body["cleanup"])
+    if "download_speed_limit_mbps" in body:
+        clean["download_speed_limit_mbps"] = get_float(body, "download_speed_limit_mbps", low=0, high=1_000_000)
+    if "hf_token" in body:
+        clean["hf_token"] = _validate_token(body)
     return {k: v for k, v in clean.items() if v is not None}
+
+
+def mask_token(token: str | None) -> str:
+    """A token shown without its secret part, e.g. 'hf_…abcd' ('' when there is none)."""
+    if not token:
+        return ""
+    return f"{token[:3]}…{token[-4:]}" if len(token) >= 16 else "…"
+
+
+def _validate_token(body: dict) -> str:
+    token = get_str(body, "hf_token", default="", max_len=512) or ""
+    if any(ch.isspace() for ch in token) or not token.isascii():
+        raise Invalid("'hf_token' must be a HuggingFace access token (no spaces), or '' to remove it")
+    return token
 
 
 def _validate_cleanup(value: Any) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""HuggingFace downloads: jobs, Range transfers, throttling, retry, llamactl's model API."""

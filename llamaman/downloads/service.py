@@ -1,0 +1,313 @@
+"""The download manager: jobs, the queue and its workers, pause/resume/cancel/remove.
+
+Jobs live in storage.downloads (node-scoped). On start, jobs that were downloading when the
+process stopped are queued again and resume from the bytes on disk; paused jobs stay paused.
+Job tokens are kept in memory only (never stored, logged or returned): a job resumed after a
+restart uses the stored token setting or HF_TOKEN instead.
+
+Lock order: DownloadService._lock is a leaf; storage and file I/O happen outside it, except
+the short record updates that decide a status change (so two callers cannot both win).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from llamaman.config import Config
+from llamaman.downloads import names
+from llamaman.downloads.hub import HubClient
+from llamaman.downloads.jobs import (
+    ACTIVE,
+    CANCELLED,
+    DOWNLOADING,
+    FAILED,
+    PAUSED,
+    QUEUED,
+    Control,
+    Progress,
+    new_job,
+    public_view,
+)
+from llamaman.downloads.logs import DownloadLogs
+from llamaman.downloads.runner import Runner, remove_partials
+from llamaman.downloads.throttle import TokenBucket, mbps_to_bytes
+from llamaman.errors import Conflict, Invalid, NotFound
+from llamaman.settings.service import SettingsService
+from llamaman.storage.base import Collection
+
+log = logging.getLogger(__name__)
+
+WORKERS = 4
+STOP_WAIT_S = 15.0
+LIMITS_TTL_S = 1.0
+MAX_TOKEN_LEN = 512
+
+
+class DownloadService:
+    """Queues HuggingFace downloads and runs up to WORKERS of them at once."""
+
+    def __init__(self, config: Config, repo: Collection, settings: SettingsService, library: Any,
+                 hub: HubClient | None = None, *, workers: int = WORKERS, retry_base_s: float = 1.0) -> None:
+        self.config = config
+        self.repo = repo
+        self.settings = settings
+        self.library = library
+        self.hub = hub or HubClient(config.hf_endpoint)
+        self.logs = DownloadLogs(config.logs_dir)
+        self.models_dir = Path(config.models_dir)
+        self.cache_dir = Path(config.llamactl_cache_dir or self.models_dir / "llamactl-cache")
+        self.global_bucket = TokenBucket()
+        self.workers = workers
+        self.retry_base_s = retry_base_s
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._queue: deque[str] = deque()
+        self._running: dict[str, Control] = {}
+        self._live: dict[str, Progress] = {}
+        self._tokens: dict[str, str] = {}
+        self._claims: dict[str, str] = {}  # destination path -> job id writing it
+        self._threads: list[threading.Thread] = []
+        self._closing = False
+        self._limits_at = float("-inf")
+        self.runner = Runner(self)
+
+    # lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        """Re-queue interrupted jobs and start the workers."""
+        self._closing = False
+        self._queue.clear()
+        for record in sorted(self.repo.list(), key=lambda r: r.get("created_at") or 0):
+            if record.get("status") == DOWNLOADING:
+                self._save(record["id"], status=QUEUED)
+                self.note(record["id"], "resumed after a restart: continuing from the bytes on disk")
+            if record.get("status") in (QUEUED, DOWNLOADING):
+                self._queue.append(record["id"])
+        for index in range(self.workers):
+            thread = threading.Thread(target=self._work, name=f"download-{index}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        """Stop the workers; running jobs go back to queued and resume on the next start."""
+        with self._wake:
+            self._closing = True
+            for control in self._running.values():
+                control.stop("shutdown")
+            self._wake.notify_all()
+        for thread in self._threads:
+            thread.join(STOP_WAIT_S)
+        self._threads.clear()
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    # public API ------------------------------------------------------------------------
+    def enqueue(self, repo_id: str, filename: str | None, *, hf_token: str | None = None,
+                speed_limit_mbps: float = 0.0, dest_path: Path | None = None) -> dict:
+        """Queue one file (a shard expands to all shards) or, without filename, the whole repo."""
+        repo_id = names.check_repo_id(repo_id)
+        filename = names.check_filename(filename)
+        dest = self._checked_dest(dest_path, filename)
+        return self._create(new_job(kind="file", layout="repo", repo_id=repo_id, filename=filename, tag=None,
+                                    dest_path=str(dest) if dest else None,
+                                    destination=str(dest or names.repo_dir(self.models_dir, repo_id)),
+                                    speed_limit_mbps=names.check_speed_limit(speed_limit_mbps),
+                                    source="api"), hf_token)
+
+    def enqueue_tag(self, repo_id: str, tag: str, *, layout: str = "cache", hf_token: str | None = None,
+                    source: str = "llamactl") -> dict:
+        """Queue the GGUF of a quantization tag with its mmproj and preset.ini (llamactl, Ollama pull)."""
+        repo_id = names.check_repo_id(repo_id)
+        where = self.cache_dir if layout == "cache" else names.repo_dir(self.models_dir, repo_id)
+        return self._create(new_job(kind="tag", layout=layout, repo_id=repo_id, filename=None, tag=tag,
+                                    dest_path=None, destination=str(where), speed_limit_mbps=0.0,
+                                    source=source), hf_token)
+
+    def get(self, job_id: str) -> dict:
+        """The public view of one job; NotFound for unknown ids."""
+        return public_view(self._record(job_id), self._live.get(job_id))
+
+    def list(self) -> list[dict]:
+        """Every job of this node, newest first."""
+        records = sorted(self.repo.list(), key=lambda r: r.get("created_at") or 0, reverse=True)
+        return [public_view(r, self._live.get(r["id"])) for r in records]
+
+    def pause(self, job_id: str) -> dict:
+        """Pause a queued or running job; its part files stay for a Range resume."""
+        control = self._stop_running(job_id, "pause")
+        if control is None:
+            self._transition(job_id, {QUEUED}, PAUSED, "paused")
+        return self.get(job_id)
+
+    def resume(self, job_id: str) -> dict:
+        """Queue a paused or failed job again; it continues from the bytes on disk."""
+        self._transition(job_id, {PAUSED, FAILED}, QUEUED, "resumed", error=None)
+        return self.get(job_id)
+
+    def cancel(self, job_id: str) -> dict:
+        """Stop a job and remove its partial files (completed files and anything else stay)."""
+        control = self._stop_running(job_id, "cancel")
+        if control is None or self._record(job_id).get("status") != CANCELLED:
+            record = self._transition(job_id, {QUEUED, PAUSED, FAILED}, CANCELLED, "cancelled",
+                                      finished_at=time.time())
+            remove_partials(record, self._claimed_by_others(job_id))
+        return self.get(job_id)
+
+    def remove(self, job_id: str) -> dict:
+        """Delete a finished job's record and log (partial files of a failed job too)."""
+        record = self._record(job_id)
+        if record.get("status") in ACTIVE:
+            raise Conflict(f"download {job_id} is {record['status']}; cancel it before removing it")
+        remove_partials(record, self._claimed_by_others(job_id))
+        self.repo.delete(job_id)
+        self.logs.delete(job_id)
+        with self._lock:
+            self._tokens.pop(job_id, None)
+        return {"id": job_id, "removed": True}
+
+    # collaborators of the runner ----------------------------------------------------------
+    def token_for(self, job_id: str) -> str | None:
+        """The job's own token, else the stored setting, else HF_TOKEN."""
+        return self._tokens.get(job_id) or self.settings.hf_token() or self.config.hf_token
+
+    def note(self, job_id: str, message: str) -> None:
+        """Append a line to the job's log with every known token masked."""
+        secrets = (self._tokens.get(job_id), self.settings.hf_token(), self.config.hf_token)
+        self.logs.write(job_id, message, secrets)
+
+    def refresh_limits(self) -> None:
+        """Apply the global speed limit setting (read at most once a second)."""
+        now = time.monotonic()
+        if now - self._limits_at < LIMITS_TTL_S:
+            return
+        self._limits_at = now
+        limit = self.settings.get().get("download_speed_limit_mbps") or 0
+        self.global_bucket.set_rate(mbps_to_bytes(limit))
+
+    def retry_policy(self) -> tuple[bool, int]:
+        settings = self.settings.get()
+        return bool(settings.get("auto_retry_failed_downloads")), int(settings.get("retry_count_per_failed_download") or 3)
+
+    def claim(self, job_id: str, dest: str) -> bool:
+        """Reserve a destination for one job at a time; False when another job writes it."""
+        with self._lock:
+            owner = self._claims.setdefault(dest, job_id)
+            return owner == job_id
+
+    def track(self, job_id: str, progress: Progress | None) -> None:
+        with self._lock:
+            if progress is None:
+                self._live.pop(job_id, None)
+            else:
+                self._live[job_id] = progress
+
+    def _save(self, job_id: str, **fields: Any) -> dict | None:
+        return self.repo.update(job_id, lambda cur: {**cur, **fields, "updated_at": time.time()} if cur else None)
+
+    # internals -------------------------------------------------------------------------
+    def _checked_dest(self, dest_path: Path | str | None, filename: str | None) -> Path | None:
+        if dest_path is None:
+            return None
+        if filename is None:
+            raise Invalid("dest_path needs a filename (a whole repository lands in its own folder)",
+                          field="dest_path")
+        return names.inside(self.models_dir, Path(dest_path))
+
+    def _create(self, record: dict[str, Any], token: str | None) -> dict:
+        token = _checked_token(token)
+        record["has_token"] = bool(token)
+        self._refuse_duplicate(record)
+        self.repo.put(record["id"], record)
+        with self._wake:
+            if token:
+                self._tokens[record["id"]] = token
+            self._queue.append(record["id"])
+            self._wake.notify()
+        what = record.get("filename") or (f"tag {record['tag']}" if record.get("tag") else "whole repository")
+        self.note(record["id"], f"queued {record['repo_id']} ({what}) -> {record['destination']}")
+        return self.get(record["id"])
+
+    def _refuse_duplicate(self, record: dict[str, Any]) -> None:
+        same = ("kind", "layout", "repo_id", "filename", "tag", "dest_path")
+        for other in self.repo.list():
+            if other.get("status") in ACTIVE and all(other.get(k) == record.get(k) for k in same):
+                raise Conflict(f"{record['repo_id']} is already being downloaded (job {other['id']})",
+                               job_id=other["id"])
+
+    def _record(self, job_id: str) -> dict[str, Any]:
+        record = self.repo.get(job_id) if isinstance(job_id, str) else None
+        if record is None:
+            raise NotFound(f"download {str(job_id)[:64]!r} not found")
+        return record
+
+    def _transition(self, job_id: str, allowed: set[str], status: str, verb: str, **fields: Any) -> dict:
+        """Move a job that is not running from one of `allowed` to `status`, or Conflict."""
+        control = self._running.get(job_id)
+        if control is not None and self._record(job_id).get("status") in allowed:
+            control.finished.wait(STOP_WAIT_S)  # its worker saved the ending and is letting go
+        with self._wake:
+            record = self._record(job_id)
+            if job_id in self._running or record.get("status") not in allowed:
+                raise Conflict(f"download {job_id} is {record.get('status')}; it cannot be {verb}")
+            if status == QUEUED:
+                self._queue.append(job_id)
+                self._wake.notify()
+            elif job_id in self._queue:
+                self._queue.remove(job_id)
+            updated = self._save(job_id, status=status, **fields) or record
+        self.note(job_id, verb)
+        return updated
+
+    def _stop_running(self, job_id: str, intent: str) -> Control | None:
+        """Ask a running job to stop and wait until its worker let go; None when not running."""
+        self._record(job_id)
+        with self._lock:
+            control = self._running.get(job_id)
+            if control is not None:
+                control.stop(intent)
+        if control is not None and not control.finished.wait(STOP_WAIT_S):
+            raise Conflict(f"download {job_id} did not stop within {STOP_WAIT_S:.0f} s; try again")
+        return control
+
+    def _claimed_by_others(self, job_id: str) -> set[str]:
+        with self._lock:
+            return {dest for dest, owner in self._claims.items() if owner != job_id}
+
+    def _work(self) -> None:
+        while True:
+            with self._wake:
+                while not self._closing and not self._queue:
+                    self._wake.wait()
+                if self._closing:
+                    return
+                job_id = self._queue.popleft()
+                if job_id in self._running:
+                    continue  # queued twice (resumed while still letting go): one worker is enough
+                control = self._running[job_id] = Control()
+            try:
+                self.runner.run(job_id, control)
+            except Exception as exc:  # a bug must fail the job, not kill the worker
+                log.exception("download %s crashed", job_id)
+                self._save(job_id, status=FAILED, error=f"internal error: {type(exc).__name__}",
+                           finished_at=time.time())
+            finally:
+                with self._lock:
+                    self._running.pop(job_id, None)
+                    self._live.pop(job_id, None)
+                    for dest in [d for d, owner in self._claims.items() if owner == job_id]:
+                        del self._claims[dest]
+                control.finished.set()
+
+
+def _checked_token(token: Any) -> str | None:
+    if token is None or token == "":
+        return None
+    if not isinstance(token, str) or len(token) > MAX_TOKEN_LEN or not token.isascii() \
+            or any(ch.isspace() for ch in token):
+        raise Invalid("'hf_token' must be a HuggingFace access token (no spaces)", field="hf_token")
+    return token

@@ -1,0 +1,70 @@
+"""DownloadService's interface for other services (restore), token precedence and duplicates."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from llamaman.errors import Conflict, Invalid
+from tests.appkit import make_app, setup_admin
+from tests.hubkit import files_under, wait_download
+from tests.modelkit import write_shards
+
+REPO = "acme/svc-GGUF"
+
+
+def test_enqueue_places_a_file_at_an_exact_destination_with_its_shards(download_api, hub, tmp_path):
+    client, _headers, svc = download_api
+    shards = write_shards(tmp_path / "src", "m-Q8_0", 2)
+    hub.add_repo(REPO, {p.name: p for p in shards})
+    dest = tmp_path / "models" / "restored" / shards[0].name
+    job = svc.downloads.enqueue(REPO, shards[0].name, dest_path=dest)
+    assert {"id", "status", "repo_id", "filename"} <= job.keys() and job["status"] == "queued"
+    assert wait_download(client, job["id"])["status"] == "completed"
+    assert sorted(files_under(dest.parent)) == sorted([shards[0].name, shards[1].name,
+                                                       shards[0].name + ".llamaman.json"])
+    assert svc.downloads.get(job["id"])["dest_path"] == str(dest)
+    assert [j["id"] for j in svc.downloads.list()] == [job["id"]]
+
+
+@pytest.mark.parametrize("dest", ["/etc/x.gguf", "models", "models/../outside.gguf", "elsewhere/x.gguf"])
+def test_enqueue_refuses_destinations_outside_models_dir(download_api, hub, dest, tmp_path):
+    _client, _headers, svc = download_api
+    (tmp_path / "models").mkdir(exist_ok=True)
+    before = files_under(tmp_path)
+    with pytest.raises(Invalid):
+        svc.downloads.enqueue(REPO, "x.gguf", dest_path=Path(dest if dest.startswith("/") else tmp_path / dest))
+    with pytest.raises(Invalid):
+        svc.downloads.enqueue(REPO, None, dest_path=tmp_path / "models" / "x.gguf")
+    assert svc.downloads.list() == [] and files_under(tmp_path) == before
+
+
+def test_the_same_active_download_is_refused_once(download_api, hub):
+    _client, _headers, svc = download_api
+    hub.add_repo(REPO, {"weights.bin": os.urandom(4 * 2**20)})
+    hub.rate = 2**20
+    job = svc.downloads.enqueue(REPO, "weights.bin")
+    with pytest.raises(Conflict) as refused:
+        svc.downloads.enqueue(REPO, "weights.bin")
+    assert refused.value.extra["job_id"] == job["id"]
+    svc.downloads.cancel(job["id"])
+
+
+def test_token_precedence_job_then_stored_then_environment(hub, tmp_path):
+    secret = "hf_RightTokenForPrivateRepo_42424242"
+    hub.add_repo(REPO, {"a.bin": b"a" * 1000, "b.bin": b"b" * 1000, "c.bin": b"c" * 1000}, token=secret)
+    app = make_app(tmp_path / "app", MODELS_DIR=str(tmp_path / "models"), HF_ENDPOINT=hub.url, HF_TOKEN=secret)
+    try:
+        client = app.test_client()
+        headers = {"X-CSRF-Token": setup_admin(client)}
+        downloads = app.extensions["llamaman"].downloads
+        from_env = wait_download(client, downloads.enqueue(REPO, "a.bin")["id"])
+        assert from_env["status"] == "completed", from_env
+        client.post("/api/settings", json={"hf_token": "hf_StoredButWrongToken_000000"}, headers=headers)
+        stored_wins = wait_download(client, downloads.enqueue(REPO, "b.bin")["id"])
+        assert stored_wins["status"] == "failed" and "403" in stored_wins["error"]
+        job_wins = wait_download(client, downloads.enqueue(REPO, "c.bin", hf_token=secret)["id"])
+        assert job_wins["status"] == "completed", job_wins
+    finally:
+        app.extensions["llamaman"].stop()
