@@ -2,24 +2,26 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, stream_with_context
-from urllib3.exceptions import HTTPError as Urllib3Error
+from flask import Blueprint, Response, jsonify
 
 from llamaman.compat import ollama_format as fmt
-from llamaman.compat.streams import DONE, sse_events
-from llamaman.compat.turns import Turn
-from llamaman.errors import Invalid, LlamamanError, NotFound
+from llamaman.compat import streams
+from llamaman.compat.turns import Turn, refusals_recorded
+from llamaman.errors import Invalid, NotFound
 from llamaman.http import json_body, services
 from llamaman.proxy.forward import Opened
+from llamaman.recording.recorder import Recorder
 from llamaman.scheduler import API_LAUNCHERS
 from llamaman.validation import get_bool, get_str
 
 bp = Blueprint("ollama", __name__)
 NDJSON = "application/x-ndjson"
+_MEDIA_UNSUPPORTED = re.compile(r"\b(image|audio) input is not supported")
 
 
 @bp.post("/api/chat")
@@ -35,31 +37,31 @@ def generate():
 def _serve(kind: str):
     body = json_body()
     name = get_str(body, "model", required=True, allow_empty=False)
-    stream = get_bool(body, "stream", default=True)
-    turn = Turn(f"/api/{kind}", name, body, stream)
-    keep_alive = fmt.keep_alive_seconds(body.get("keep_alive"))
     svc = services()
-    if keep_alive == 0 and _load_only(kind, body):
-        _unload(name)
-        return jsonify({**_head(name, kind, ""), "done": True, "done_reason": "unload"})
-    load_only = _load_only(kind, body)
-    if not load_only:  # validate before anything starts
-        path, upstream = (("/v1/chat/completions", fmt.chat_request(body, stream)) if kind == "chat"
-                          else fmt.generate_request(body, stream))
-    with svc.scheduler.serving(name, "ollama") as instance_id:
-        if keep_alive is not None:
-            _keep(instance_id, keep_alive)
-        if load_only:
-            svc.instances.ensure_running(instance_id, svc.config.request_timeout)
-            return jsonify({**_head(name, kind, ""), "done": True, "done_reason": "load"})
-        opened = svc.forwarder.open(instance_id, path, upstream)
+    turn = Turn(f"/api/{kind}", name, body, body.get("stream") is not False)
+    with refusals_recorded(turn, svc.recorder):
+        stream = get_bool(body, "stream", default=True)
+        keep_alive = fmt.keep_alive_seconds(body.get("keep_alive"))
+        load_only = _load_only(kind, body)
+        if keep_alive == 0 and load_only:
+            _unload(name)
+            return jsonify({**_head(name, kind, ""), "done": True, "done_reason": "unload"})
+        if not load_only:  # validate before anything starts
+            path, upstream = (("/v1/chat/completions", fmt.chat_request(body, stream)) if kind == "chat"
+                              else fmt.generate_request(body, stream))
+        with svc.scheduler.serving(name, "ollama") as instance_id:
+            if keep_alive is not None:
+                _keep(instance_id, keep_alive)
+            if load_only:
+                svc.instances.ensure_running(instance_id, svc.config.request_timeout)
+                return jsonify({**_head(name, kind, ""), "done": True, "done_reason": "load"})
+            opened = streams.open_upstream(svc.forwarder, instance_id, path, upstream)
     turn.instance_id, turn.waited_s = opened.ticket.member_id, opened.waited_s
     if opened.response.status >= 400:
         return _upstream_error(opened, turn)
     if not stream:
         return jsonify(_whole(opened, name, kind, turn))
-    lines = _ndjson(opened, name, kind, turn)
-    return Response(stream_with_context(lines), mimetype=NDJSON)
+    return Response(_ndjson(opened, name, kind, turn, svc.recorder), mimetype=NDJSON)
 
 
 def _unload(name: str) -> None:
@@ -105,18 +107,27 @@ def _head(name: str, kind: str, text: str, thinking: str = "") -> dict[str, Any]
 
 
 def _upstream_error(opened: Opened, turn: Turn):
+    """llama-server refused the request: its status and message, as an Ollama error."""
     status = opened.response.status
     raw = opened.response.read()
     opened.close()
-    try:
-        error = json.loads(raw).get("error")
-        message = error.get("message") if isinstance(error, dict) else error
-    except (ValueError, AttributeError):
-        message = raw.decode("utf-8", "replace")[:500]
-    message = message or f"llama-server answered {status}"
+    message = _error_message(raw) or f"llama-server answered {status}"
+    unsupported = _MEDIA_UNSUPPORTED.search(message)
+    if unsupported and status >= 500:  # the request asked for more than the model can do
+        status = 400
+        message = (f"model '{turn.model}' does not accept {unsupported.group(1)} input (no multimodal "
+                   f"projector is loaded for it); llama-server said: {message}")
     turn.status, turn.error = status, message
     services().recorder.submit(turn.as_record())
     return jsonify({"error": message}), status
+
+
+def _error_message(raw: bytes) -> str:
+    try:
+        error = json.loads(raw).get("error")
+        return (error.get("message") if isinstance(error, dict) else error) or ""
+    except (ValueError, AttributeError):
+        return raw.decode("utf-8", "replace")[:500]
 
 
 def _whole(opened: Opened, name: str, kind: str, turn: Turn) -> dict[str, Any]:
@@ -136,32 +147,37 @@ def _whole(opened: Opened, name: str, kind: str, turn: Turn) -> dict[str, Any]:
             **fmt.durations(data.get("timings"), time.monotonic() - turn.arrived, opened.waited_s)}
 
 
-def _ndjson(opened: Opened, name: str, kind: str, turn: Turn) -> Iterator[str]:
-    """One JSON object per line: content deltas, then the final statistics."""
+def _ndjson(opened: Opened, name: str, kind: str, turn: Turn, recorder: Recorder) -> Iterator[bytes | str]:
+    """One JSON object per line: content deltas, then the final statistics (or an error line
+    when llama-server goes away mid-stream). Runs after the request context is gone."""
     finished, finish_reason = False, None
-    tools = fmt.ToolCallAssembler()
-    recorder = services().recorder  # read now: the generator outlives the request context
+    tools, lines = fmt.ToolCallAssembler(), fmt.DeltaLines(name, kind)
     try:
-        for event in sse_events(opened):
-            if event is DONE:
+        for event in streams.sse_events(opened):
+            if event is streams.DONE:
                 break
             turn.observe(event)
-            for choice in event.get("choices") or []:
+            for choice in event.get("choices") or ():
                 finish_reason = choice.get("finish_reason") or finish_reason
                 delta = choice.get("delta") or {}
-                tools.feed(delta.get("tool_calls") or [])
+                if delta.get("tool_calls"):
+                    tools.feed(delta["tool_calls"])
                 text = delta.get("content") or choice.get("text") or ""
                 thinking = delta.get("reasoning_content") or ""
                 if text or thinking:
-                    yield json.dumps({**_head(name, kind, text, thinking), "done": False}) + "\n"
+                    yield lines.line(text, thinking)
         finished = True
-    except (Urllib3Error, OSError, LlamamanError) as err:
-        turn.status, turn.error = 502, f"llama-server stopped while streaming: {err}"
-        yield json.dumps({"error": turn.error}) + "\n"
-        return
+    except (streams.StreamCut, *streams.BROKEN) as err:
+        turn.status, turn.error = 502, streams.broken_message(err)
+    except GeneratorExit:
+        turn.status, turn.error = streams.CLIENT_GONE
+        raise
     finally:
         opened.close(finished)
         recorder.submit(turn.as_record())
+    if turn.error is not None:
+        yield json.dumps({"error": turn.error}) + "\n"
+        return
     if tools.calls and kind == "chat":
         yield json.dumps({**_head(name, kind, ""), "message": {
             "role": "assistant", "content": "", "tool_calls": tools.result()}, "done": False}) + "\n"

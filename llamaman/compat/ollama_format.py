@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,10 +18,37 @@ OPTIONS = {
 }
 _NUMBER_OPTIONS = set(OPTIONS) - {"stop", "seed"}
 _ROLES = ("system", "user", "assistant", "tool")
+THINK_LEVELS = ("low", "medium", "high")
+
+
+_second: tuple[int, str] = (0, "")
 
 
 def now_iso() -> str:
-    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    """The current UTC time, RFC 3339 with microseconds (the date part formatted once a second)."""
+    global _second
+    now = time.time()
+    whole = int(now)
+    if _second[0] != whole:
+        _second = (whole, datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+    return f"{_second[1]}.{int((now - whole) * 1e6):06d}Z"
+
+
+class DeltaLines:
+    """Encodes the streamed content lines of one response, the constant parts encoded once."""
+
+    def __init__(self, name: str, kind: str) -> None:
+        self._start = '{"model":' + json.dumps(name) + ',"created_at":"'
+        self._chat = kind == "chat"
+
+    def line(self, text: str, thinking: str = "") -> bytes:
+        """One `done: false` line carrying a piece of content (and/or thinking)."""
+        extra = ',"thinking":' + json.dumps(thinking) if thinking else ""
+        if self._chat:
+            body = '","message":{"role":"assistant","content":' + json.dumps(text) + extra + "}"
+        else:
+            body = '","response":' + json.dumps(text) + extra
+        return (self._start + now_iso() + body + ',"done":false}\n').encode()
 
 
 def chat_request(body: dict[str, Any], stream: bool) -> dict[str, Any]:
@@ -70,12 +98,19 @@ def _message(message: dict[str, Any]) -> dict[str, Any]:
         out["content"] = [{"type": "text", "text": content}] + [
             {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{image}"}} for image in images]
     if message.get("tool_calls"):
-        out["tool_calls"] = [_openai_tool_call(i, c) for i, c in enumerate(message["tool_calls"])]
+        calls = message["tool_calls"]
+        if not isinstance(calls, list):
+            raise Invalid("message 'tool_calls' must be a list")
+        out["tool_calls"] = [_openai_tool_call(i, c) for i, c in enumerate(calls)]
+    if role == "tool" and isinstance(message.get("tool_name"), str):
+        out["name"] = message["tool_name"]  # which tool answered (Ollama's field)
     return out
 
 
 def _openai_tool_call(index: int, call: Any) -> dict[str, Any]:
-    function = call.get("function", {}) if isinstance(call, dict) else {}
+    function = call.get("function") if isinstance(call, dict) else None
+    if not isinstance(function, dict):
+        raise Invalid("each tool call needs a 'function' object")
     arguments = function.get("arguments", {})
     return {"id": f"call_{index}", "type": "function",
             "function": {"name": function.get("name", ""),
@@ -100,8 +135,19 @@ def _common(body: dict[str, Any], out: dict[str, Any]) -> None:
         out["response_format"] = {"type": "json_schema", "json_schema": {"name": "response", "schema": fmt}}
     elif fmt not in (None, ""):
         raise Invalid("'format' must be \"json\" or a JSON schema object")
-    if isinstance(body.get("think"), bool):
-        out["chat_template_kwargs"] = {"enable_thinking": body["think"]}
+    _think(body.get("think"), out)
+
+
+def _think(think: Any, out: dict[str, Any]) -> None:
+    """`think` turns the template's thinking on or off; a level also asks for that effort."""
+    if think is None:
+        return
+    if isinstance(think, bool):
+        out["chat_template_kwargs"] = {"enable_thinking": think}
+    elif think in THINK_LEVELS:
+        out["chat_template_kwargs"] = {"enable_thinking": True, "reasoning_effort": think}
+    else:
+        raise Invalid("'think' must be true, false, \"low\", \"medium\" or \"high\"")
 
 
 def durations(timings: dict[str, Any] | None, total_s: float, waited_s: float) -> dict[str, int]:

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import json
 
-from flask import Blueprint, Response, stream_with_context
+from flask import Blueprint, Response
 
-from llamaman.compat.streams import relay_sse
-from llamaman.compat.turns import Turn
+from llamaman.compat.streams import open_upstream, relay_sse
+from llamaman.compat.turns import Turn, refusals_recorded
 from llamaman.http import json_body, services
 from llamaman.validation import get_bool, get_str
 
@@ -23,14 +23,21 @@ def completions():
     return _serve("/v1/completions")
 
 
+@bp.post("/completion")
+def llama_completion():
+    """llama-server's own completion API (`prompt`, `n_predict`...), routed by `model`."""
+    return _serve("/completion")
+
+
 def _serve(path: str):
     body = json_body()
     name = get_str(body, "model", required=True, allow_empty=False)
-    stream = get_bool(body, "stream", default=False)
-    turn = Turn(path, name, body, stream)
     svc = services()
-    with svc.scheduler.serving(name, "openai") as instance_id:
-        opened = svc.forwarder.open(instance_id, path, body)
+    turn = Turn(path, name, body, body.get("stream") is True)
+    with refusals_recorded(turn, svc.recorder):
+        stream = get_bool(body, "stream", default=False)
+        with svc.scheduler.serving(name, "openai") as instance_id:
+            opened = open_upstream(svc.forwarder, instance_id, path, body)
     turn.instance_id, turn.waited_s = opened.ticket.member_id, opened.waited_s
     response = opened.response
     if response.status >= 400 or not stream:
@@ -42,14 +49,23 @@ def _serve(path: str):
         return Response(_renamed(raw, name), status=response.status,
                         mimetype=response.headers.get("Content-Type", "application/json").split(";")[0])
     events = relay_sse(opened, lambda event: _seen(turn, event, name),
-                       lambda: svc.recorder.submit(turn.as_record()))
-    return Response(stream_with_context(events), mimetype="text/event-stream",
+                       lambda failure: _finish(turn, failure, svc.recorder))
+    return Response(events, mimetype="text/event-stream",  # runs after the request context is gone
                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 def _seen(turn: Turn, event: dict, name: str) -> dict:
     turn.observe(event)
-    return {**event, "model": name}
+    if "choices" not in event:  # llama-server's /completion: the text is the event's content
+        turn.observe_text(event.get("content"))
+    event["model"] = name
+    return event
+
+
+def _finish(turn: Turn, failure: tuple[int, str] | None, recorder) -> None:
+    if failure is not None:
+        turn.status, turn.error = failure
+    recorder.submit(turn.as_record())
 
 
 def _observe_whole(turn: Turn, raw: bytes) -> None:
@@ -59,6 +75,8 @@ def _observe_whole(turn: Turn, raw: bytes) -> None:
         return
     if isinstance(data, dict):
         turn.observe(data)
+        if "choices" not in data:
+            turn.observe_text(data.get("content"))
         if turn.status >= 400:
             turn.error = str(data.get("error"))[:500]
 

@@ -1,7 +1,7 @@
 """Ollama- and OpenAI-compatible listing endpoints (on :42069 and :5000)."""
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, Response, jsonify
 
 from llamaman import __version__
 from llamaman.compat import catalog
@@ -17,7 +17,7 @@ def version():
 
 @bp.get("/api/tags")
 def tags():
-    return jsonify(catalog.ollama_tags(services().library.list()))
+    return Response(services().library.view("ollama_tags", catalog.ollama_tags), mimetype="application/json")
 
 
 @bp.get("/api/ps")
@@ -28,4 +28,5 @@ def running():
 
 @bp.get("/v1/models")
 def openai_models():
-    return jsonify(catalog.openai_models(services().library.list()))
+    return Response(services().library.view("openai_models", catalog.openai_models),
+                    mimetype="application/json")

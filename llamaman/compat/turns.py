@@ -2,8 +2,15 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from llamaman.errors import LlamamanError
+
+if TYPE_CHECKING:
+    from llamaman.recording.recorder import Recorder
 
 
 @dataclass
@@ -29,11 +36,14 @@ class Turn:
         self.usage = event.get("usage") or self.usage
         for choice in event.get("choices") or []:
             message = choice.get("delta") or choice.get("message") or {}
-            text = message.get("content") or choice.get("text") or ""
-            if text:
-                if self.first_token is None:
-                    self.first_token = time.monotonic()
-                self.parts.append(text)
+            self.observe_text(message.get("content") or choice.get("text") or "")
+
+    def observe_text(self, text: Any) -> None:
+        """Take a piece of content (the first one sets the time to first token)."""
+        if text and isinstance(text, str):
+            if self.first_token is None:
+                self.first_token = time.monotonic()
+            self.parts.append(text)
 
     def as_record(self) -> dict[str, Any]:
         """The envelope the recorder stores (it adds id, ts, conversation id and caps)."""
@@ -57,3 +67,15 @@ class Turn:
             "response": "".join(self.parts),
             "error": self.error,
         }
+
+
+@contextmanager
+def refusals_recorded(turn: Turn, recorder: Recorder) -> Iterator[None]:
+    """Record a request refused before it reached llama-server (unknown model, bad input,
+    model cap reached) with its status and error, then let the refusal go on to the client."""
+    try:
+        yield
+    except LlamamanError as err:
+        turn.status, turn.error = err.status, err.message
+        recorder.submit(turn.as_record())
+        raise

@@ -4,6 +4,7 @@ import json
 import os
 import threading
 import time
+from pathlib import Path
 
 import ollama
 import openai
@@ -13,23 +14,47 @@ import requests
 from tests.e2e.instancekit import runtime_env, start_manager
 
 pytestmark = pytest.mark.timeout(300)
+PORTS = 32000
 
 
-@pytest.fixture
-def models(tmp_path, model_path):
-    """Three model names backed by the one real GGUF (hard links: no copies)."""
-    folder = tmp_path / "models"
-    folder.mkdir()
-    for name in ("alpha", "beta", "gamma"):
+def link_models(folder: Path, model_path: Path, names=("alpha", "beta", "gamma")) -> Path:
+    """Model names backed by the one real GGUF (hard links: no copies)."""
+    folder.mkdir(exist_ok=True)
+    for name in names:
         os.link(model_path, folder / f"{name}.gguf")
     return folder
 
 
-def make_manager(request, tmp_path, models, **env):
-    base = runtime_env("process", request, models, ports=29100)
+@pytest.fixture
+def models(tmp_path, model_path):
+    return link_models(tmp_path / "models", model_path)
+
+
+def make_manager(request, tmp_path, models, ports=PORTS, **env):
+    base = runtime_env("process", request, models, ports=ports)
     manager = start_manager(tmp_path / "app", {**base, **env})
     request.addfinalizer(lambda: stop_all(manager))
     return manager
+
+
+def record_per_request(manager) -> None:
+    saved = manager.api.post(manager.url("/api/settings"), json={"request_recording_mode": "per_request"})
+    assert saved.status_code == 200, saved.text
+
+
+def recorded_turns(manager, count: int, timeout: float = 15) -> list[dict]:
+    """Every recorded turn, oldest first, once there are `count` (records are written async)."""
+    deadline = time.monotonic() + timeout
+    turns: list[dict] = []
+    while time.monotonic() < deadline:
+        listed = manager.api.get(manager.url("/api/request-log/conversations?limit=500")).json()
+        turns = [turn for conversation in listed for turn in manager.api.get(manager.url(
+            f"/api/request-log/conversations/{conversation['conversation_id']}")).json()["turns"]]
+        if len(turns) >= count:
+            break
+        time.sleep(0.1)
+    assert len(turns) == count, turns
+    return sorted(turns, key=lambda turn: turn["ts"])
 
 
 def stop_all(manager):
@@ -114,6 +139,17 @@ def test_openai_client_streams_and_names_the_model_as_asked(request, tmp_path, m
     assert whole.model == "alpha" and whole.usage.completion_tokens > 0
     text = client.completions.create(model="alpha", prompt="Once upon", max_tokens=4)
     assert text.model == "alpha" and text.choices[0].text is not None
+    with_usage = list(client.chat.completions.create(model="alpha", messages=[{"role": "user", "content": "Hi"}],
+                                                     max_tokens=4, stream=True, stream_options={"include_usage": True}))
+    assert with_usage[-1].usage.completion_tokens > 0
+    headers = {"Authorization": f"Bearer {manager.key}"}
+    native = requests.post(api(manager) + "/completion", headers=headers,
+                           json={"model": "alpha", "prompt": "Once upon", "n_predict": 4}).json()
+    assert native["model"] == "alpha" and isinstance(native["content"], str) and native["stop"] is True
+    streamed = requests.post(api(manager) + "/completion", headers=headers, stream=True,
+                             json={"model": "alpha", "prompt": "Once upon", "n_predict": 4, "stream": True})
+    events = [json.loads(line[6:]) for line in streamed.iter_lines() if line.startswith(b"data: ")]
+    assert events[-1]["stop"] is True and "error" not in events[-1] and all(e["model"] == "alpha" for e in events)
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="missing", messages=[{"role": "user", "content": "Hi"}])
 
@@ -198,6 +234,7 @@ def test_show_reports_the_effective_context_and_capabilities(request, tmp_path, 
 
 def test_embeddings_use_an_embedding_instance_outside_the_cap(request, tmp_path, models):
     manager = make_manager(request, tmp_path, models, LLAMAMAN_MAX_MODELS="1")
+    record_per_request(manager)
     # gemma is generative: it needs a pooling type to give one vector per input.
     manager.api.put(manager.url(f"/api/presets{models}/beta.gguf"),
                     json={"extra_args": "--pooling mean"}).raise_for_status()
@@ -214,6 +251,10 @@ def test_embeddings_use_an_embedding_instance_outside_the_cap(request, tmp_path,
     by_name = {i["model_name"]: i for i in instances if i["status"] == "healthy"}
     assert by_name["beta"]["embedding"] is True and by_name["alpha"]["embedding"] is False
     assert len(by_name) == 2, "the embedding model is not counted against LLAMAMAN_MAX_MODELS=1"
+    embedded_turns = recorded_turns(manager, 4)[1:]
+    assert [(t["endpoint"], t["model"], t["status_code"], t["inst_id"]) for t in embedded_turns] == [
+        (endpoint, "beta", 200, by_name["beta"]["id"]) for endpoint in ("/api/embed", "/api/embeddings", "/v1/embeddings")]
+    assert all(t["prompt_tokens"] > 0 for t in embedded_turns)
 
 
 def test_keep_alive_sets_the_idle_timeout_and_zero_unloads(request, tmp_path, models):
@@ -227,12 +268,10 @@ def test_keep_alive_sets_the_idle_timeout_and_zero_unloads(request, tmp_path, mo
     assert manager.instance(instance["id"])["status"] == "stopped"
 
 
-def test_pull_is_not_available_yet_and_delete_follows_the_library_rules(request, tmp_path, models):
+def test_delete_follows_the_library_rules(request, tmp_path, models):
     manager = make_manager(request, tmp_path, models)
     admin_key = manager.api.post(manager.url("/api/api-keys"), json={"name": "a", "scope": "admin"}).json()["key"]
     admin = {"Authorization": f"Bearer {admin_key}"}
-    pulled = requests.post(api(manager) + "/api/pull", json={"model": "x/y"}, headers=admin)
-    assert pulled.status_code == 501 and "download manager" in pulled.json()["error"]
     inference = {"Authorization": f"Bearer {manager.key}"}
     assert requests.delete(api(manager) + "/api/delete", json={"model": "gamma"}, headers=inference).status_code == 403
     manager.wait_status(manager.launch(models / "beta.gguf")["id"], "healthy")
@@ -269,9 +308,17 @@ def test_structured_output_and_a_prompt_over_the_context(request, tmp_path, mode
     answer = client.chat(model="alpha", format=schema, options={"num_predict": 64, "temperature": 0},
                          messages=[{"role": "user", "content": "Give me a JSON object with a=1."}])
     assert isinstance(json.loads(answer.message.content)["a"], int)
+    too_long = [{"role": "user", "content": "word " * 2000}]
     with pytest.raises(ollama.ResponseError) as err:
-        client.chat(model="alpha", messages=[{"role": "user", "content": "word " * 2000}], stream=False)
-    assert 400 <= err.value.status_code < 600 and err.value.error
+        client.chat(model="alpha", messages=too_long, stream=False)
+    assert err.value.status_code == 400 and "context" in err.value.error
+    with pytest.raises(ollama.ResponseError) as streamed:
+        list(client.chat(model="alpha", messages=too_long, stream=True))
+    assert streamed.value.status_code == 400 and streamed.value.error == err.value.error
+    openai_client = openai.OpenAI(base_url=api(manager) + "/v1", api_key=manager.key)
+    with pytest.raises(openai.BadRequestError) as openai_err:
+        list(openai_client.chat.completions.create(model="alpha", messages=too_long, stream=True))
+    assert "context" in str(openai_err.value)
 
 
 def test_client_disconnect_mid_stream_stops_generation(request, tmp_path, models):

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.timeout(120)
 
 @pytest.fixture
 def manager(request, tmp_path, models_dir):
-    manager = start_manager(tmp_path, runtime_env("process", request, models_dir, ports=29000))
+    manager = start_manager(tmp_path, runtime_env("process", request, models_dir, ports=32200))
     yield manager
     for instance in manager.api.get(manager.url("/api/instances")).json():
         manager.api.delete(manager.url(f"/api/instances/{instance['id']}"))

@@ -1,12 +1,12 @@
 """Request recording end to end: two chat turns of one conversation through the real `ollama`
 client land in one recorded conversation whose per-turn metrics match what Ollama reported."""
-import os
 import time
 
 import ollama
 import pytest
 
 from tests.e2e.instancekit import runtime_env, start_manager
+from tests.e2e.test_compat_chat import link_models
 
 pytestmark = pytest.mark.timeout(300)
 SYSTEM = {"role": "system", "content": "You answer in one short sentence."}
@@ -14,10 +14,8 @@ SYSTEM = {"role": "system", "content": "You answer in one short sentence."}
 
 @pytest.fixture
 def manager(request, tmp_path, model_path):
-    folder = tmp_path / "models"
-    folder.mkdir()
-    os.link(model_path, folder / "alpha.gguf")
-    manager = start_manager(tmp_path / "app", runtime_env("process", request, folder, ports=29400))
+    folder = link_models(tmp_path / "models", model_path, ("alpha",))
+    manager = start_manager(tmp_path / "app", runtime_env("process", request, folder, ports=32200))
 
     def stop_all():
         for instance in manager.api.get(manager.url("/api/instances")).json():

@@ -1,4 +1,7 @@
 """Ollama ↔ llama-server translation (our own pure functions)."""
+import json
+from datetime import UTC, datetime
+
 import pytest
 
 from llamaman.compat import ollama_format as fmt
@@ -34,10 +37,22 @@ def test_chat_request_maps_options_format_tools_images_and_think():
     {"messages": [{"role": "user", "content": 5}]}, {"messages": [], "options": []},
     {"messages": [], "options": {"temperature": "hot"}}, {"messages": [], "format": "yaml"},
     {"messages": [], "tools": {}}, {"messages": [{"role": "user", "content": "x", "images": [1]}]},
+    {"messages": [], "think": "yes"}, {"messages": [], "think": 1},
+    {"messages": [{"role": "assistant", "content": "", "tool_calls": {"function": {}}}]},
+    {"messages": [{"role": "assistant", "content": "", "tool_calls": [{"function": "f"}]}]},
 ])
 def test_bad_chat_bodies_are_invalid(body):
     with pytest.raises(Invalid):
         fmt.chat_request(body, stream=False)
+
+
+def test_think_levels_and_tool_answers():
+    out = fmt.chat_request({"messages": [{"role": "tool", "content": "18C", "tool_name": "get_weather"}],
+                            "think": "high"}, stream=False)
+    assert out["chat_template_kwargs"] == {"enable_thinking": True, "reasoning_effort": "high"}
+    assert out["messages"] == [{"role": "tool", "content": "18C", "name": "get_weather"}]
+    assert fmt.chat_request({"messages": [], "think": False}, False)["chat_template_kwargs"] == {"enable_thinking": False}
+    assert "chat_template_kwargs" not in fmt.chat_request({"messages": []}, False)
 
 
 def test_generate_uses_chat_unless_raw():
@@ -77,3 +92,16 @@ def test_keep_alive_durations(value, seconds):
 def test_bad_keep_alive(value):
     with pytest.raises(Invalid):
         fmt.keep_alive_seconds(value)
+
+
+def test_delta_lines_are_one_json_object_each():
+    before = datetime.now(UTC).replace(microsecond=0)
+    line = fmt.DeltaLines('we"ird', "chat").line("a\nb", "hmm")
+    after = datetime.now(UTC)
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    parsed = json.loads(line)
+    assert parsed["model"] == 'we"ird' and parsed["done"] is False
+    assert parsed["message"] == {"role": "assistant", "content": "a\nb", "thinking": "hmm"}
+    assert parsed["created_at"].endswith("Z") and before <= datetime.fromisoformat(parsed["created_at"]) <= after
+    generated = json.loads(fmt.DeltaLines("m", "generate").line("x"))
+    assert generated["response"] == "x" and "thinking" not in generated and "message" not in generated
