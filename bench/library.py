@@ -1,4 +1,5 @@
-"""GET /api/models with 500 and 2,000 small GGUF files on disk, after the first scan:
+"""GET /api/models (:5000) and Ollama's GET /api/tags (:42069) with 500 and 2,000 small GGUF
+files on disk, after the first scan:
 p50 at concurrency 1 and requests/s at concurrency 8 (admin bearer key), plus the first-scan
 time and the app's resident memory.
 
@@ -70,10 +71,14 @@ def measure(count: int, seconds: float) -> list[dict]:
             headers = {"Authorization": f"Bearer {admin_key(app.url('').rstrip('/'))}"}
             listed = requests.get(app.url("/api/models"), headers=headers, timeout=30).json()
             assert len(listed) == count, f"{len(listed)} models listed, {count} expected"
-            timed_requests(app.ui_port, "/api/models", 100, headers)  # warm-up
-            base = {"endpoint": "/api/models", "files": count, "first_scan_ms": cold}
-            rows = [{**base, "concurrency": 1, **summary(timed_requests(app.ui_port, "/api/models", 1000, headers))},
-                    {**base, "concurrency": 8, **throughput(app.ui_port, "/api/models", 8, seconds, headers)}]
+            tags = requests.get(app.url("/api/tags", app.proxy_port), headers=headers, timeout=30).json()
+            assert len(tags["models"]) == count, f"{len(tags['models'])} tags listed, {count} expected"
+            rows = []
+            for path, port in (("/api/models", app.ui_port), ("/api/tags", app.proxy_port)):
+                timed_requests(port, path, 100, headers)  # warm-up
+                base = {"endpoint": path, "files": count, "first_scan_ms": cold}
+                rows += [{**base, "concurrency": 1, **summary(timed_requests(port, path, 1000, headers))},
+                         {**base, "concurrency": 8, **throughput(port, path, 8, seconds, headers)}]
             rss = worker_rss_mb(app.proc.pid)
             for row in rows:
                 row["rss_mb"] = rss

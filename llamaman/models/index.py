@@ -32,6 +32,7 @@ class Snapshot:
     details: dict[str, dict[str, Any]] = field(default_factory=dict)  # entry path → full metadata
     body: bytes = b"[]"
     dirs: dict[str, int] = field(default_factory=dict)
+    views: dict[str, bytes] = field(default_factory=dict)  # renderings of `models`, see ModelLibrary.view
 
 
 class StatCache:

@@ -11,12 +11,13 @@ Lock order: `_delete_lock` before `_scan_lock`; snapshots are swapped by plain a
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
 import shutil
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,14 @@ class ModelLibrary:
     def list_json(self) -> bytes:
         """The JSON array of list(), encoded once per index change."""
         return self._snapshot.body
+
+    def view(self, name: str, render: Callable[[list[dict[str, Any]]], Any]) -> bytes:
+        """A JSON rendering of list() (e.g. Ollama's /api/tags), encoded once per index change."""
+        snap = self._snapshot
+        body = snap.views.get(name)
+        if body is None:  # a race renders twice at worst: both results are equal
+            body = snap.views[name] = json.dumps(render([dict(e) for e in snap.models])).encode()
+        return body
 
     def find(self, name_or_path: str) -> dict[str, Any] | None:
         """The model called name (case-insensitive, `:latest` optional) or at path, else None."""

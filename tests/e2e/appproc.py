@@ -1,6 +1,7 @@
 """Start the app the way users do (python app.py / gunicorn) on free loopback ports."""
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import signal
@@ -46,7 +47,8 @@ class AppProcess:
 def app_env(tmp_path: Path, **extra: str) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LLAMAMAN_", "GUNICORN"))}
     env.update({
-        "LLAMAMAN_NODE_NAME": "e2e-node",
+        # one node per data dir: apps of parallel test sessions never adopt or remove each other's servers
+        "LLAMAMAN_NODE_NAME": "e2e-" + hashlib.sha1(str(tmp_path).encode()).hexdigest()[:12],
         "LLAMAMAN_BIND": "127.0.0.1",
         "LLAMAMAN_UI_PORT": str(free_port()),
         "LLAMAMAN_PROXY_PORT": str(free_port()),

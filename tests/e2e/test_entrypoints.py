@@ -39,15 +39,15 @@ def test_one_worker_runs_the_services_and_sigterm_stops_them(running):
     master = psutil.Process(running.proc.pid)
     workers = master.children()
     assert len(workers) == 1, "gunicorn must run exactly one worker"
-    record = _node_record(nodes)
+    record = _node_record(nodes, running.env["LLAMAMAN_NODE_NAME"])
     assert record["status"] == "online" and record["pid"] == workers[0].pid != master.pid
     assert running.terminate() == 0
-    assert _node_record(nodes)["status"] == "stopped"
+    assert _node_record(nodes, running.env["LLAMAMAN_NODE_NAME"])["status"] == "stopped"
 
 
-def _node_record(path):
+def _node_record(path, node):
     document = json.loads(path.read_text())
-    records = [r for r in _walk_records(document) if r.get("name") == "e2e-node"]
+    records = [r for r in _walk_records(document) if r.get("name") == node]
     assert len(records) == 1, document
     return records[0]
 

@@ -238,3 +238,21 @@ def wait_for(check, timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.02)
     return False
+
+
+def test_views_render_once_per_index_change(models, library):
+    write_gguf(models / "one.gguf")
+    library.refresh()
+    calls = []
+
+    def names(entries):
+        calls.append(len(entries))
+        return sorted(e["name"] for e in entries)
+
+    assert json.loads(library.view("names", names)) == ["one"]
+    assert json.loads(library.view("names", names)) == ["one"]
+    assert calls == [1]  # the second read reused the rendering
+    write_gguf(models / "two.gguf")
+    library.invalidate()
+    assert json.loads(library.view("names", names)) == ["one", "two"]
+    assert calls == [1, 2]
