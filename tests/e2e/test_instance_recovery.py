@@ -113,7 +113,7 @@ def test_manager_kill9_adopts_running_instances(request, tmp_path, models_dir, m
 
 
 def test_orphans_of_this_node_are_removed_on_start(request, tmp_path, models_dir, model_path, runtime):
-    env = runtime_env(runtime, request, models_dir, ports=23800)
+    env = {**runtime_env(runtime, request, models_dir, ports=23800), "LLAMAMAN_NODE_NAME": f"orphans-{runtime}"}
     lost = start_manager(tmp_path / "lost", env)  # same node name, but its records will be gone
     orphan = lost.wait_status(lost.launch(model_path)["id"], "healthy")
     lost.app.kill()
