@@ -56,8 +56,6 @@ def _serve(path: str):
 
 def _seen(turn: Turn, event: dict, name: str) -> dict:
     turn.observe(event)
-    if "choices" not in event:  # llama-server's /completion: the text is the event's content
-        turn.observe_text(event.get("content"))
     event["model"] = name
     return event
 
@@ -75,10 +73,6 @@ def _observe_whole(turn: Turn, raw: bytes) -> None:
         return
     if isinstance(data, dict):
         turn.observe(data)
-        if "choices" not in data:
-            turn.observe_text(data.get("content"))
-        if turn.status >= 400:
-            turn.error = str(data.get("error"))[:500]
 
 
 def _renamed(raw: bytes, name: str) -> bytes:

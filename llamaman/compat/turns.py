@@ -34,9 +34,13 @@ class Turn:
         """Take the content, timings and usage of one llama-server event or response."""
         self.timings = event.get("timings") or self.timings
         self.usage = event.get("usage") or self.usage
+        if "choices" not in event:  # llama-server's own /completion: the text is the event's content
+            self.observe_text(event.get("content"))
         for choice in event.get("choices") or []:
             message = choice.get("delta") or choice.get("message") or {}
             self.observe_text(message.get("content") or choice.get("text") or "")
+        if self.status >= 400 and self.error is None and event.get("error") is not None:
+            self.error = str(event["error"])[:500]
 
     def observe_text(self, text: Any) -> None:
         """Take a piece of content (the first one sets the time to first token)."""

@@ -98,17 +98,7 @@ class TurnTap:
         try:
             event = json.loads(payload)
             if isinstance(event, dict):
-                self._take(event)
+                self.turn.observe(event)
         except Exception:  # an odd event must never break the relay
             log.debug("could not record an event of %s", self.turn.endpoint, exc_info=True)
 
-    def _take(self, event: dict[str, Any]) -> None:
-        turn = self.turn
-        turn.observe(event)
-        text = event.get("content")
-        if "choices" not in event and isinstance(text, str) and text:  # llama-server's /completion
-            if turn.first_token is None:
-                turn.first_token = time.monotonic()
-            turn.parts.append(text)
-        if turn.status >= 400 and turn.error is None:
-            turn.error = str(event.get("error"))[:500]
