@@ -1,4 +1,8 @@
-"""Server-rendered pages, the health check, and the Ollama root on the API port."""
+"""Server-rendered pages, the health check, and the Ollama root on the API port.
+
+Pages are shells: their scripts read and change everything through the REST API, so the UI
+adds no route that bypasses the API's validation or auth.
+"""
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, render_template, session
@@ -11,6 +15,11 @@ from llamaman.http import services
 bp = Blueprint("ui", __name__)
 
 
+def render_page(template: str):
+    return render_template(template, csrf=csrf_token(session), node=services().config.node_name,
+                           version=__version__)
+
+
 @bp.get("/health")
 def health():
     return jsonify({"status": "ok"})
@@ -20,6 +29,14 @@ def health():
 def index():
     if on_proxy_port():
         return Response("Ollama is running", mimetype="text/plain")
-    svc = services()
-    return render_template("index.html", csrf=csrf_token(session), node=svc.config.node_name,
-                           version=__version__)
+    return render_page("dashboard.html")
+
+
+@bp.get("/logging")
+def logging_page():
+    return render_page("logging.html")
+
+
+@bp.get("/settings")
+def settings_page():
+    return render_page("settings.html")

@@ -34,6 +34,7 @@ def test_setup_login_and_key_creation_in_a_browser(browser, running, tmp_path):
     page.click("button[type=submit]")
     page.wait_for_url(running.url("/"))
 
+    page.goto(running.url("/settings"))
     page.fill("#key-name", "open-webui")
     page.click("#key-form button")
     page.wait_for_selector("#new-key:not([hidden])")
@@ -55,6 +56,7 @@ def test_setup_login_and_key_creation_in_a_browser(browser, running, tmp_path):
     page.fill("input[name=password]", "browser-pass-123")
     page.click("button[type=submit]")
     page.wait_for_url(running.url("/"))
+    page.goto(running.url("/settings"))
     # The toggle is filled in by the page's script once /api/settings answers.
     page.wait_for_selector("#require-auth:checked", timeout=10_000)
     assert page.is_checked("#require-auth")

@@ -1,0 +1,2 @@
+"use strict";
+// downloads page script: built in the web UI work (issue #11).
