@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Provision the real test environment: apt packages, the repo venv, a private Docker
-# engine, MariaDB, a CPU llama-server build, its Docker image and a real GGUF model.
+# engine, MariaDB, a local Docker registry, a CPU llama-server build, its Docker image and a
+# real GGUF model.
 # Idempotent and fast when warm. Writes $STATE_DIR/test-env.sh for the test command.
 #
 # Usage: scripts/provision.sh [STEP...]   (default: all steps, in order)
-# Steps: apt venv docker mariadb llama image model envfile
+# Steps: apt venv docker mariadb registry llama image model envfile
 # Overrides: LLAMAMAN_TEST_STATE_DIR, LLAMAMAN_TEST_CACHE_DIR.
 set -euo pipefail
 
@@ -13,7 +14,7 @@ STATE_DIR=${LLAMAMAN_TEST_STATE_DIR:-/var/lib/llamaman-test}
 CACHE_DIR=${LLAMAMAN_TEST_CACHE_DIR:-/var/cache/llamaman-test}
 ENV_FILE=$STATE_DIR/test-env.sh
 
-APT_PACKAGES=(docker.io mariadb-server chromium chromium-driver
+APT_PACKAGES=(docker.io docker-registry mariadb-server chromium chromium-driver
               unzip iproute2 ca-certificates python3-venv)
 
 VENV_DIR=$REPO_DIR/.venv
@@ -26,6 +27,13 @@ DOCKER_PIDFILE=$STATE_DIR/dockerd.pid
 DOCKER_EXEC_ROOT=$STATE_DIR/exec
 DOCKER_DATA_ROOT=$STATE_DIR/docker
 DOCKER_LOG=$STATE_DIR/dockerd.log
+
+# A registry on loopback: the engine treats 127.0.0.0/8 registries as insecure, so plain http works.
+REGISTRY_ADDR=127.0.0.1:5055
+REGISTRY_DIR=$STATE_DIR/registry
+REGISTRY_CONFIG=$REGISTRY_DIR/config.yml
+REGISTRY_PIDFILE=$REGISTRY_DIR/registry.pid
+REGISTRY_LOG=$REGISTRY_DIR/registry.log
 
 DB_NAME=llamaman_test
 DB_USER=llamaman
@@ -194,6 +202,54 @@ SQL
         || die "cannot connect to $DB_NAME over TCP 127.0.0.1:3306 as $DB_USER"
 }
 
+# ----------------------------------------------------------------------- registry
+registry_answers() {
+    python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' \
+        "http://$REGISTRY_ADDR/v2/" 2>/dev/null
+}
+
+write_registry_config() {
+    mkdir -p "$REGISTRY_DIR/data"
+    cat >"$REGISTRY_CONFIG.tmp" <<YAML
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $REGISTRY_DIR/data
+  delete:
+    enabled: true
+http:
+  addr: $REGISTRY_ADDR
+YAML
+    mv "$REGISTRY_CONFIG.tmp" "$REGISTRY_CONFIG"
+}
+
+# The distro's unit needs systemd (absent here): run the binary with our own config instead.
+step_registry() {
+    if registry_answers; then
+        log "registry already answering on $REGISTRY_ADDR"
+        return
+    fi
+    write_registry_config
+    clear_stale_pidfile "$REGISTRY_PIDFILE" docker-registry
+    if [[ -f $REGISTRY_PIDFILE ]]; then
+        log "registry (pid $(cat "$REGISTRY_PIDFILE")) is not answering; restarting it"
+        kill "$(cat "$REGISTRY_PIDFILE")" 2>/dev/null || true
+        wait_until 10 bash -c "! kill -0 $(cat "$REGISTRY_PIDFILE") 2>/dev/null" || true
+        rm -f "$REGISTRY_PIDFILE"
+    fi
+    log "starting docker-registry on $REGISTRY_ADDR (log: $REGISTRY_LOG)"
+    setsid nohup docker-registry serve "$REGISTRY_CONFIG" \
+        >>"$REGISTRY_LOG" 2>&1 </dev/null 9>&- &
+    echo $! >"$REGISTRY_PIDFILE"
+    disown
+    if ! wait_until 30 registry_answers; then
+        tail -n 30 "$REGISTRY_LOG" >&2 || true
+        die "docker-registry did not answer on $REGISTRY_ADDR within 30 s (log: $REGISTRY_LOG)"
+    fi
+}
+
 # -------------------------------------------------------------------------- llama
 llama_server_runs() {
     "$1" --version >/dev/null 2>&1
@@ -338,6 +394,7 @@ step_envfile() {
             LLAMAMAN_TEST_MODEL "$MODEL_NAME" \
             LLAMAMAN_TEST_IMAGE "$IMAGE" \
             LLAMAMAN_TEST_DATABASE_URL "$DATABASE_URL" \
+            LLAMAMAN_TEST_REGISTRY "$REGISTRY_ADDR" \
             LLAMAMAN_TEST_CHROMIUM /usr/bin/chromium
     } >"$tmp"
     mv "$tmp" "$ENV_FILE"
@@ -346,7 +403,7 @@ step_envfile() {
 
 # ---------------------------------------------------------------------------- main
 main() {
-    local steps=("$@") step all=(apt venv docker mariadb llama image model envfile)
+    local steps=("$@") step all=(apt venv docker mariadb registry llama image model envfile)
     [[ ${#steps[@]} -gt 0 ]] || steps=("${all[@]}")
     [[ $(id -u) -eq 0 ]] || die "run as root (it installs packages and starts daemons)"
     for step in "${steps[@]}"; do
