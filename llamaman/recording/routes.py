@@ -17,6 +17,8 @@ bp = Blueprint("request_log", __name__)
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 500
 MAX_WINDOW_HOURS = 24 * 365 * 100
+DEFAULT_BUCKETS = 48
+MAX_BUCKETS = 500
 _ID = re.compile(r"[A-Za-z0-9_-]{1,100}")
 _INST_ID = re.compile(r"[A-Za-z0-9_.-]{1,191}")
 
@@ -48,6 +50,17 @@ def request_log_stats():
                     "recording": mode != "off", "recording_mode": mode})
 
 
+@bp.get("/api/request-log/series")
+def request_log_series():
+    """Tokens/s and TTFT per time bucket over the window (all time: from the first turn)."""
+    inst_id, hours, buckets = _inst_arg(), _window_arg(), _buckets_arg()
+    now = time.time()
+    records = services().storage.request_log.query(since=_since(hours), inst_id=inst_id)
+    start = now - hours * 3600 if hours else min((r["ts"] for r in records), default=now - 3600)
+    body = stats.series(records, start, now, buckets)
+    return jsonify({**body, "inst_id": inst_id, "window_hours": hours})
+
+
 @bp.get("/metrics")
 def metrics():
     svc = services()
@@ -61,6 +74,15 @@ def _limit_arg() -> int:
         return DEFAULT_LIMIT
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
         raise Invalid(f"'limit' must be an integer between 1 and {MAX_LIMIT}")
+    return int(raw)
+
+
+def _buckets_arg() -> int:
+    raw = request.args.get("buckets")
+    if raw is None or raw == "":
+        return DEFAULT_BUCKETS
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_BUCKETS:
+        raise Invalid(f"'buckets' must be an integer between 1 and {MAX_BUCKETS}")
     return int(raw)
 
 

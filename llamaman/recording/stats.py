@@ -126,3 +126,32 @@ def turn_view(record: Record) -> dict[str, Any]:
         "response_truncated": bool(record.get("response_truncated")),
         "error": record.get("error"),
     }
+
+
+def series(records: list[Record], start: float, end: float, buckets: int) -> dict[str, Any]:
+    """Per-bucket averages of tokens/s and TTFT between start and end (epoch s), for charts.
+
+    Only buckets that hold turns are listed; `bucket_s` is the width every bucket shares.
+    """
+    width = max((end - start) / buckets, 1.0)
+    groups: dict[int, list[Record]] = {}
+    for record in records:
+        ts = record.get("ts")
+        if _number(ts) and start <= ts <= end:
+            groups.setdefault(min(int((ts - start) // width), buckets - 1), []).append(record)
+    return {"start": iso(start), "end": iso(end), "bucket_s": round(width, DIGITS),
+            "points": [_point(start + index * width, groups[index]) for index in sorted(groups)]}
+
+
+def _point(at: float, turns: list[Record]) -> dict[str, Any]:
+    tps = _values(turns, "gen_tps")
+    return {
+        "at": iso(at),
+        "ts": round(at, DIGITS),
+        "turn_count": len(turns),
+        "error_count": sum(1 for r in turns if is_error(r)),
+        "total_tokens": _tokens(turns, "prompt_tokens") + _tokens(turns, "completion_tokens"),
+        "avg_tokens_per_sec": _mean(tps),
+        "max_tokens_per_sec": round(max(tps), DIGITS) if tps else None,
+        "avg_ttft_ms": _mean(_values(turns, "ttft_s"), 1000.0),
+    }

@@ -122,6 +122,25 @@ def test_stats_match_a_hand_computation(app, admin):
     assert day["inst_id"] == "inst0001" and day["window_hours"] == 24
 
 
+def test_series_buckets_match_a_hand_computation(app, admin):
+    client, _ = admin
+    save_settings(admin, request_recording_mode="per_conversation")
+    record(app, *TURNS)
+    day = client.get("/api/request-log/series?window_hours=24&buckets=24").get_json()
+    assert day["bucket_s"] == 3600.0 and day["window_hours"] == 24
+    [point] = day["points"]  # the three recent turns share the last hour; the old one is outside
+    assert point["turn_count"] == 3 and point["error_count"] == 1 and point["total_tokens"] == 110
+    assert point["avg_tokens_per_sec"] == 40.0 and point["max_tokens_per_sec"] == 50.0
+    assert point["avg_ttft_ms"] == pytest.approx(300.0)
+
+    everything = client.get("/api/request-log/series?buckets=2").get_json()
+    first, last = everything["points"]
+    assert first["turn_count"] == 1 and first["avg_tokens_per_sec"] == 10.0
+    assert first["at"] == everything["start"] and last["turn_count"] == 3
+    one = client.get("/api/request-log/series?inst_id=inst0002&window_hours=24").get_json()
+    assert [p["turn_count"] for p in one["points"]] == [1] and one["points"][0]["avg_tokens_per_sec"] is None
+
+
 def test_per_request_mode_keeps_each_turn_apart(app, admin):
     client, _ = admin
     save_settings(admin, request_recording_mode="per_request")
@@ -154,6 +173,7 @@ def test_retention_prunes_old_records(app, admin):
     "conversations?limit=0", "conversations?limit=501", "conversations?limit=ten",
     "conversations?window_hours=-1", "stats?window_hours=abc", "stats?window_hours=nan",
     "stats?window_hours=inf", "stats?inst_id=../x", "conversations/bad.id",
+    "series?buckets=0", "series?buckets=501", "series?window_hours=-2", "series?inst_id=a/b",
 ])
 def test_bad_query_values_are_400(admin, query):
     client, _ = admin
@@ -168,6 +188,7 @@ def test_unknown_conversation_is_404(admin):
 
 def test_request_log_needs_credentials(app, admin):
     assert app.test_client().get("/api/request-log/stats").status_code == 401
+    assert app.test_client().get("/api/request-log/series").status_code == 401
 
 
 def test_metrics_exposes_turns_and_runtime_gauges(app, admin):
