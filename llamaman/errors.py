@@ -2,6 +2,24 @@
 from __future__ import annotations
 
 
+_OPENAI_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                       404: "not_found_error", 409: "conflict_error", 413: "invalid_request_error",
+                       429: "rate_limit_error"}
+
+
+def speaks_openai(path: str) -> bool:
+    """OpenAI-compatible routes answer errors in OpenAI's shape (LocalAI's /v1/backend/ keeps ours)."""
+    return path.startswith("/v1/") and not path.startswith("/v1/backend/")
+
+
+def error_body(status: int, message: str, path: str, extra: dict | None = None) -> dict:
+    """The JSON error of a route: `{"error": message}`, or OpenAI's `{"error": {message, type, ...}}`."""
+    if not speaks_openai(path):
+        return {"error": message, **(extra or {})}
+    kind = _OPENAI_ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    return {"error": {"message": message, "type": kind, "param": None, "code": status}}
+
+
 class LlamamanError(Exception):
     """Base of every domain error; `status` is the HTTP status it maps to."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from llamaman.errors import Invalid, LlamamanError
+from llamaman.errors import Invalid, LlamamanError, error_body
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 _JSON_PREFIXES = ("/api/", "/v1/", "/backend/")
@@ -41,7 +41,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(LlamamanError)
     def domain_error(err: LlamamanError):
-        response = jsonify(err.to_json())
+        response = jsonify(error_body(err.status, err.message, request.path, err.extra))
         response.status_code = err.status
         if "retry_after" in err.extra:
             response.headers["Retry-After"] = str(err.extra["retry_after"])
@@ -54,6 +54,6 @@ def register_error_handlers(app: Flask) -> None:
         message = err.description or err.name
         if err.code == 413:
             message = f"request body too large (limit {MAX_BODY_BYTES // (1024 * 1024)} MiB)"
-        response = jsonify({"error": message})
+        response = jsonify(error_body(err.code or 500, message, request.path))
         response.status_code = err.code or 500
         return response

@@ -5,6 +5,7 @@ from urllib.parse import quote
 
 from flask import Flask, g, redirect, request, session
 from flask_login import LoginManager, UserMixin, current_user
+from werkzeug.exceptions import NotFound
 
 from llamaman.auth.guard import (
     ANONYMOUS,
@@ -54,6 +55,8 @@ def guard_request():
         if request.method == "POST" and request.path in _FORM_POSTS:
             check_csrf(session, presented_csrf())
         return None
+    if isinstance(request.routing_exception, NotFound):
+        return None  # a route that does not exist is 404 whoever asks; nothing is behind it to guard
     cred = identify()
     require_auth = svc.settings.require_auth() if access is Access.MODEL else True
     try:

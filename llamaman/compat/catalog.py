@@ -74,7 +74,7 @@ def ollama_ps(instances: list[dict[str, Any]], entries: list[dict[str, Any]], la
 def openai_models(entries: list[dict[str, Any]]) -> dict[str, Any]:
     """The /v1/models body."""
     return {"object": "list", "data": [
-        {"id": e["name"], "object": "model", "created": int(e["modified"]), "owned_by": "llamaman"}
+        {"id": tag(e["name"]), "object": "model", "created": int(e["modified"]), "owned_by": "llamaman"}
         for e in servable(entries)]}
 
 

@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 from llamaman.auth.guard import Access, decide
 from llamaman.auth.keys import ApiKeyService, header_credential
-from llamaman.errors import LlamamanError, NotFound, TooLarge, Unavailable
+from llamaman.errors import LlamamanError, NotFound, TooLarge, Unavailable, error_body
 from llamaman.http import MAX_BODY_BYTES
 from llamaman.proxy import inference
 from llamaman.proxy.gate import Gates, Ticket
@@ -107,9 +107,9 @@ class InstanceProxy:
             response = self.pool.open(environ["REQUEST_METHOD"], target.host, target.port,
                                       request_target(environ), upstream_headers(environ, target), raw)
         except LlamamanError as err:
-            return self._refuse(start_response, err.status, err.message, ticket, turn)
+            return self._refuse(start_response, err.status, err.message, ticket, turn, path)
         except UpstreamError as err:
-            return self._refuse(start_response, 504 if err.timeout else 502, str(err), ticket, turn)
+            return self._refuse(start_response, 504 if err.timeout else 502, str(err), ticket, turn, path)
         headers = forward_headers(response.headers, drop=_DROP_CHUNKED if response.chunked else frozenset())
         headers.append(("Date", http_date()))
         if ticket is not None:
@@ -141,11 +141,11 @@ class InstanceProxy:
         return live
 
     def _refuse(self, start_response: Callable, status: int, message: str, ticket: Ticket | None,
-                turn: Turn | None) -> list[bytes]:
+                turn: Turn | None, path: str) -> list[bytes]:
         self.done(ticket)
         if turn is not None and self.recording is not None:
             self.recording.refused(turn, status, message)
-        return json_error(start_response, status, message)
+        return json_error(start_response, status, message, path)
 
     def done(self, ticket: Ticket | None) -> None:
         """Release the request's gate slot (idle time counts from now)."""
@@ -262,8 +262,8 @@ def http_date() -> str:
     return _date[1]
 
 
-def json_error(start_response: Callable, status: int, message: str) -> list[bytes]:
-    payload = json.dumps({"error": message}).encode()
+def json_error(start_response: Callable, status: int, message: str, path: str = "") -> list[bytes]:
+    payload = json.dumps(error_body(status, message, path)).encode()
     start_response(f"{status} {_STATUS_TEXT.get(status, 'Error')}",
                    [("Content-Type", "application/json"), ("Content-Length", str(len(payload))),
                     ("Date", http_date())])

@@ -213,8 +213,9 @@ def test_the_model_cap_is_never_exceeded(request, tmp_path, models):
     with pytest.raises(openai.InternalServerError) as err:
         client.chat.completions.create(model=other, messages=[{"role": "user", "content": "Hi"}], max_tokens=2)
     assert err.value.status_code == 503
-    assert err.value.response.json()["error"] == (
+    assert err.value.response.json()["error"]["message"] == (
         "model limit reached (LLAMAMAN_MAX_MODELS=1); the OpenAI API does not evict running models")
+    assert err.value.code == 503 and err.value.type == "server_error"
 
 
 def test_show_reports_the_effective_context_and_capabilities(request, tmp_path, models):

@@ -31,7 +31,7 @@ def test_ollama_and_openai_clients_list_the_library(manager, model_path):
     assert model.details.quantization_level == "Q4_K_M" and model.details.family == "gemma3"
     assert model.size == model_path.stat().st_size and len(model.digest) == 64
     openai_client = openai.OpenAI(base_url=api_url(manager) + "/v1", api_key=manager.key)
-    assert name in [m.id for m in openai_client.models.list()]
+    assert f"{name}:latest" in [m.id for m in openai_client.models.list()]  # the names /api/tags lists
     version = requests.get(api_url(manager) + "/api/version",
                            headers={"Authorization": f"Bearer {manager.key}"}).json()["version"]
     assert all(part.isdigit() for part in version.split("."))

@@ -110,5 +110,5 @@ def test_refused_requests_are_recorded_with_their_status(manager, launched):
     turns = [t for t in recorded(manager, len(known) + 1) if t["conversation_id"] not in known]
     assert len(turns) == 1, "the 404 is recorded, the unauthenticated request is not"
     assert turns[0]["status_code"] == 404 and turns[0]["model"] == "no-such-model"
-    assert turns[0]["error"] == refused.json()["error"] and turns[0]["inst_id"] == instance["id"]
+    assert turns[0]["error"] == refused.json()["error"]["message"] and turns[0]["inst_id"] == instance["id"]
     set_mode(manager, "off")

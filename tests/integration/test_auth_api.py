@@ -246,3 +246,31 @@ def test_create_app_has_no_side_effects_before_start(tmp_path):
     created = sorted(p.name for p in (tmp_path / "data").iterdir())
     assert created == ["secret_key"]
     assert not os.path.exists(tmp_path / "data" / "users.json")
+
+
+def test_unknown_routes_are_404_whatever_the_credentials(app, client):
+    token = setup_admin(client)
+    inference = create_key(client, token, scope="inference")
+    anonymous = app.test_client()
+    for path in ("/api/nonexistent", "/v1/nonexistent", "/api/instances/x/nonexistent"):
+        for headers in ({}, bearer(inference), bearer("llm-garbage")):
+            assert anonymous.get(path, headers=headers).status_code == 404, (path, headers)
+    assert anonymous.get("/api/settings", headers=bearer(inference)).status_code == 403  # real routes stay guarded
+    assert anonymous.get("/api/settings").status_code == 401
+
+
+def test_openai_routes_answer_errors_in_openai_shape(app, client):
+    token = setup_admin(client)
+    inference = create_key(client, token, scope="inference")
+    anonymous = app.test_client()
+    unauthenticated = anonymous.get("/v1/models").get_json()["error"]
+    assert unauthenticated["type"] == "authentication_error" and unauthenticated["code"] == 401
+    assert "API key" in unauthenticated["message"] and "param" in unauthenticated
+    unknown = anonymous.post("/v1/chat/completions", json={"model": "ghost", "messages": []},
+                             headers=bearer(inference))
+    assert unknown.status_code == 404
+    assert unknown.get_json()["error"]["type"] == "not_found_error" and "ghost" in unknown.get_json()["error"]["message"]
+    malformed = anonymous.post("/v1/chat/completions", data=b"{nope", headers={**bearer(inference),
+                                                                              "Content-Type": "application/json"})
+    assert malformed.status_code == 400 and malformed.get_json()["error"]["type"] == "invalid_request_error"
+    assert anonymous.get("/api/settings").get_json()["error"].startswith("API key")  # our own routes keep theirs

@@ -55,7 +55,7 @@ def make_proxy(target, read_timeout=5.0):
 def test_unreachable_upstream_is_502_and_frees_the_gate():
     proxy, instances, gates = make_proxy(Target("127.0.0.1", free_port(), "k"))
     status, body = call(proxy)
-    assert status == 502 and "unreachable" in body["error"]
+    assert status == 502 and "unreachable" in body["error"]["message"]
     assert gates.counts("i") == (0, 0) and instances.done == ["i"]
 
 
@@ -67,7 +67,7 @@ def test_silent_upstream_is_504():
     threading.Thread(target=lambda: accepted.append(listener.accept()), daemon=True).start()
     proxy, _, gates = make_proxy(Target("127.0.0.1", listener.getsockname()[1], "k"), read_timeout=0.3)
     status, body = call(proxy)
-    assert status == 504 and "in time" in body["error"]
+    assert status == 504 and "in time" in body["error"]["message"]
     assert gates.counts("i") == (0, 0)
     listener.close()
 
@@ -75,6 +75,9 @@ def test_silent_upstream_is_504():
 def test_wrong_model_is_404_before_the_gate():
     proxy, instances, gates = make_proxy(Target("127.0.0.1", free_port(), "k"))
     status, body = call(proxy, body=b'{"model": "llama3"}')
+    assert status == 404 and body == {"error": {"message": "model 'llama3' is not loaded on this port",
+                                                "type": "not_found_error", "param": None, "code": 404}}
+    status, body = call(proxy, path="/completion", body=b'{"model": "llama3"}')  # llama.cpp's own route
     assert status == 404 and body == {"error": "model 'llama3' is not loaded on this port"}
     assert instances.done == [] and gates.counts("i") == (0, 0)
 
