@@ -154,6 +154,16 @@ def public_view(record: dict[str, Any]) -> dict[str, Any]:
     return view
 
 
+def assigned_gpus(settings: dict[str, Any], default: tuple[int, ...] | None) -> list[int] | None:
+    """GPU indices an instance is given: [] when CPU only (n_gpu_layers 0), None for all GPUs."""
+    if settings.get("n_gpu_layers") == 0:
+        return []
+    devices = settings.get("gpu_devices")
+    if devices:
+        return [int(d) for d in str(devices).split(",")]
+    return list(default) if default else None
+
+
 def export_config(record: dict[str, Any]) -> dict[str, Any]:
     """A launch body that recreates this instance (llamactl-style export)."""
     body = {"model_path": record["model_path"], "name": record["name"], "port": record["port"],

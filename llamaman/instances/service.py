@@ -379,12 +379,7 @@ class InstanceService(SleepWake):
         )
 
     def _gpus(self, record: Record) -> list[int] | None:
-        if record["settings"].get("n_gpu_layers") == 0:
-            return []
-        devices = record["settings"].get("gpu_devices")
-        if devices:
-            return [int(d) for d in devices.split(",")]
-        return list(self.config.gpu_devices) if self.config.gpu_devices else None
+        return rec.assigned_gpus(record["settings"], self.config.gpu_devices)
 
     @staticmethod
     def _is_attempt(attempt: int):

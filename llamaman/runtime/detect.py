@@ -79,10 +79,15 @@ def drm_vendors(root: Path = ROOT) -> set[str]:
     """Return the GPU vendors of the DRM cards listed in /sys/class/drm."""
     found = set()
     for vendor_file in sorted((root / "sys/class/drm").glob("card*/device/vendor")):
-        vendor = _VENDOR_IDS.get(_read(vendor_file).strip().lower())
+        vendor = card_vendor(vendor_file.parent.parent)
         if vendor:
             found.add(vendor)
     return found
+
+
+def card_vendor(card: Path) -> str | None:
+    """Return "cuda", "rocm" or "intel" for a /sys/class/drm/cardN directory, else None."""
+    return _VENDOR_IDS.get(_read(card / "device/vendor").strip().lower())
 
 
 def probe_nvml() -> bool:
