@@ -63,6 +63,12 @@ def _observe(histogram: Histogram, model: str, value: Any) -> None:
         histogram.labels(model).observe(value)
 
 
+_EVENTS = (("launches", "Model launches by the scheduler, by model and launcher", "launcher"),
+           ("evictions", "Models evicted to respect LLAMAMAN_MAX_MODELS, by model and instance", "instance"),
+           ("wakes", "Sleeping models woken by a request, by model and instance", "instance"))
+_LOADED = frozenset({"starting", "healthy"})
+
+
 class RuntimeCollector(Collector):
     """Gauges read from the live instances and scheduler counters at scrape time."""
 
@@ -72,28 +78,59 @@ class RuntimeCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         """Yield the runtime metric families."""
+        instances = self.instances()
+        yield from self._instance_gauges(instances)
+        yield from _model_gauges(instances)
+        yield from self._scheduler_counters()
+
+    def _instance_gauges(self, instances: list[dict[str, Any]]) -> Iterator[Metric]:
         labels = ["instance", "model"]
         active = GaugeMetricFamily("llamaman_instance_active_requests", "Requests being served", labels=labels)
         queued = GaugeMetricFamily("llamaman_instance_queued_requests", "Requests waiting in the gate",
                                    labels=labels)
         load = GaugeMetricFamily("llamaman_instance_load_seconds", "Launch to healthy of the instance's model",
                                  labels=labels)
-        for instance in self.instances():
+        for instance in instances:
             key = [str(instance.get("id")), model_label(instance.get("model_name"))]
             active.add_metric(key, instance.get("active_requests") or 0)
             queued.add_metric(key, instance.get("queued_requests") or 0)
             if _number(instance.get("load_time_s")):
                 load.add_metric(key, instance["load_time_s"])
         yield from (active, queued, load)
-        yield from self._scheduler_counters()
 
     def _scheduler_counters(self) -> Iterator[Metric]:
-        for name, help_text in (("launches", "Model launches by the scheduler"),
-                                ("evictions", "Models evicted to respect LLAMAMAN_MAX_MODELS"),
-                                ("wakes", "Sleeping models woken by a request")):
-            value = getattr(self.scheduler, name, None)
-            if _number(value):
-                yield CounterMetricFamily(f"llamaman_scheduler_{name}", help_text, value=value)
+        events = self.scheduler.events.snapshot() if hasattr(self.scheduler, "events") else {}
+        for kind, help_text, second in _EVENTS:
+            family = CounterMetricFamily(f"llamaman_scheduler_{kind}", help_text, labels=["model", second])
+            merged: dict[tuple[str, str], int] = {}  # client spellings of one model share a series
+            for (model, other), count in events.get(kind, {}).items():
+                key = (model_label(model), other)
+                merged[key] = merged.get(key, 0) + count
+            for labels, count in sorted(merged.items()):
+                family.add_metric(list(labels), count)
+            yield family
+
+
+def _model_gauges(instances: list[dict[str, Any]]) -> Iterator[Metric]:
+    """Per model: instances holding it in memory (loading or loaded) and requests queued for it."""
+    loaded: dict[str, int] = {}
+    queued: dict[str, int] = {}
+    for instance in instances:
+        if instance.get("status") not in ("starting", "healthy", "sleeping"):
+            continue  # stopped and failed records hold nothing
+        model = model_label(instance.get("model_name"))
+        loaded[model] = loaded.get(model, 0) + (instance.get("status") in _LOADED)
+        queued[model] = queued.get(model, 0) + (instance.get("queued_requests") or 0)
+    per_model = GaugeMetricFamily("llamaman_model_loaded_instances",
+                                  "Instances with the model loading or loaded (0 while asleep)", labels=["model"])
+    waiting = GaugeMetricFamily("llamaman_model_queued_requests", "Requests waiting in the gates of the "
+                                "model's instances", labels=["model"])
+    for model in sorted(loaded):
+        per_model.add_metric([model], loaded[model])
+        waiting.add_metric([model], queued[model])
+    total = GaugeMetricFamily("llamaman_models_loaded", "Models loading or loaded on this node")
+    total.add_metric([], sum(1 for count in loaded.values() if count))
+    yield from (per_model, waiting, total)
 
 
 class _Joined(Collector):

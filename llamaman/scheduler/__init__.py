@@ -30,6 +30,27 @@ OPENAI_MESSAGE = ("model limit reached (LLAMAMAN_MAX_MODELS={}); the OpenAI API 
                   "running models")
 
 
+class EventCounts:
+    """Scheduler decisions counted per kind and labels (model, launcher or instance) for /metrics."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # a leaf lock: the scrape reads while decisions count
+        self._counts: dict[tuple[str, tuple[str, ...]], int] = {}
+
+    def add(self, kind: str, *labels: str) -> None:
+        with self._lock:
+            key = (kind, labels)
+            self._counts[key] = self._counts.get(key, 0) + 1
+
+    def snapshot(self) -> dict[str, dict[tuple[str, ...], int]]:
+        """{kind: {labels: count}} as of now."""
+        with self._lock:
+            out: dict[str, dict[tuple[str, ...], int]] = {}
+            for (kind, labels), count in self._counts.items():
+                out.setdefault(kind, {})[labels] = count
+            return out
+
+
 class Scheduler:
     def __init__(self, config: Config, instances: InstanceService, library: ModelLibrary,
                  presets: PresetService, settings: SettingsService) -> None:
@@ -41,9 +62,7 @@ class Scheduler:
         self._lock = threading.Lock()
         self._claims: dict[str, int] = {}  # requests routed to an instance, not yet admitted by its gate
         self._claims_lock = threading.Lock()  # a leaf lock: never held while taking another
-        self.launches = 0
-        self.evictions = 0
-        self.wakes = 0
+        self.events = EventCounts()  # launches (model, launcher), evictions and wakes (model, instance)
 
     @contextmanager
     def serving(self, name: str, launcher: str, embedding: bool = False) -> Iterator[str]:
@@ -73,8 +92,8 @@ class Scheduler:
         if not embedding:
             self._make_room(launcher)
         if existing is not None:  # asleep: waking loads it, so it counts like a launch
-            self.wakes += 1
             self.instances.wake(existing["id"], self.config.request_timeout)
+            self.events.add("wakes", existing["model_name"], existing["id"])
             return existing["id"]
         return self._launch(path, launcher, embedding)
 
@@ -97,8 +116,8 @@ class Scheduler:
             if not (record.get("settings") or {}).get("embedding"):
                 launcher = record.get("launched_by") or "admin"
                 self._make_room("ollama" if launcher in API_LAUNCHERS else "admin")
-            self.wakes += 1
             self.instances.wake(instance_id, timeout)
+            self.events.add("wakes", record["model_name"], instance_id)
 
     def admin_launch(self, body: dict[str, Any], confirm: bool) -> dict[str, Any]:
         """A launch from the UI/REST API: over the cap it needs confirming (or the enforce
@@ -111,16 +130,17 @@ class Scheduler:
                                    "the least recently used model: send \"confirm_evict\": true to go ahead",
                                    confirm_required=True)
                 self._make_room("admin")
-            self.launches += 1
-            return self.instances.launch(body, launched_by="admin")
+            launched = self.instances.launch(body, launched_by="admin")
+            self.events.add("launches", launched["model_name"], "admin")
+            return launched
 
     def _existing(self, path: str, embedding: bool) -> dict[str, Any] | None:
         """The best active instance of the model: loaded before sleeping, healthy first."""
         rows = self.instances.registry.select(
             lambda r: path in (r["model_path"], r.get("real_model_path")) and r["status"] in rec.ACTIVE
-            and bool((r.get("settings") or {}).get("embedding")) == embedding, ("id", "status"))
+            and bool((r.get("settings") or {}).get("embedding")) == embedding, ("id", "status", "model_name"))
         rows.sort(key=lambda row: (row[1] not in LOADED, row[1] != rec.HEALTHY))
-        return {"id": rows[0][0], "status": rows[0][1]} if rows else None
+        return dict(zip(("id", "status", "model_name"), rows[0], strict=True)) if rows else None
 
     def _launch(self, path: str, launcher: str, embedding: bool) -> str:
         explicit: dict[str, Any] = {"model_path": path}
@@ -129,8 +149,9 @@ class Scheduler:
         body = self.presets.launch_body(path, explicit)
         if self.config.idle_timeout_min and "idle_timeout_min" not in body:
             body["idle_timeout_min"] = self.config.idle_timeout_min
-        self.launches += 1
-        return self.instances.launch(body, launched_by=launcher)["id"]
+        launched = self.instances.launch(body, launched_by=launcher)
+        self.events.add("launches", launched["model_name"], launcher)
+        return launched["id"]
 
     def _make_room(self, launcher: str) -> None:
         """Evict least-recently-used models the launcher may evict until one more fits."""
@@ -142,7 +163,7 @@ class Scheduler:
             victims = self._victims(launcher, cap)
             idle = [v for v in victims if v["active_requests"] == 0 and not self._claimed(v["id"])]
             if idle and self.instances.evict(idle[0]["id"]):
-                self.evictions += 1
+                self.events.add("evictions", idle[0]["model_name"], idle[0]["id"])
                 continue
             if time.monotonic() > deadline:
                 raise Unavailable(f"model limit reached (LLAMAMAN_MAX_MODELS={cap}); every model "

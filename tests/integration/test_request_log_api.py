@@ -200,8 +200,9 @@ def test_metrics_exposes_turns_and_runtime_gauges(app, admin):
     assert 'llamaman_request_ttft_seconds_sum{model="alpha"} 0.2' in text
     assert 'llamaman_request_duration_seconds_count{model="alpha"} 2.0' in text
     assert 'llamaman_generation_tokens_per_second_bucket{le="35.0",model="alpha"} 1.0' in text
-    assert "llamaman_scheduler_launches_total 0.0" in text
-    assert "llamaman_scheduler_evictions_total 0.0" in text
+    assert "# TYPE llamaman_scheduler_launches_total counter" in text  # per-model series come with traffic
+    assert "# TYPE llamaman_scheduler_evictions_total counter" in text
+    assert "llamaman_models_loaded 0.0" in text
 
 
 def test_metrics_auth_and_the_open_setting(app, admin):
