@@ -15,6 +15,7 @@ from llamaman.instances.logs import InstanceLogs
 from llamaman.instances.registry import InstanceRegistry
 from llamaman.instances.service import InstanceService
 from llamaman.models.library import ModelLibrary
+from llamaman.monitoring.service import Monitor
 from llamaman.presets.service import PresetService
 from llamaman.proxy.forward import Forwarder
 from llamaman.proxy.gate import Gates
@@ -53,6 +54,7 @@ class Services:
     forwarder: Forwarder
     recorder: Recorder
     downloads: DownloadService
+    monitor: Monitor
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     started: bool = False
 
@@ -70,6 +72,7 @@ class Services:
             self.recorder.start()
             self.instances.start(create_runtime(self.config))
             self.downloads.start()
+            self.monitor.start()
             self.started = True
             log.info("llamaman services started (node %s)", self.config.node_name)
 
@@ -78,6 +81,7 @@ class Services:
         with self._lock:
             if not self.started:
                 return
+            self.monitor.stop()
             self.downloads.stop()
             self.instances.close()
             self.library.stop()
@@ -129,4 +133,5 @@ def build_services(config: Config) -> Services:
         forwarder=Forwarder(instances, gates, upstream, config.request_timeout),
         recorder=recorder,
         downloads=DownloadService(config, storage.downloads, settings, library),
+        monitor=Monitor(config, instances),
     )

@@ -20,6 +20,7 @@ from llamaman.http import MAX_BODY_BYTES, register_error_handlers
 from llamaman.instances import monitor as monitor_routes
 from llamaman.instances import routes as instance_routes
 from llamaman.models import routes as model_routes
+from llamaman.monitoring import routes as monitoring_routes
 from llamaman.presets import routes as preset_routes
 from llamaman.recording import routes as recording_routes
 from llamaman.services import Services, build_services
@@ -48,6 +49,6 @@ def create_app(config: Config, services: Services | None = None) -> Flask:
     for blueprint in (ui_routes.bp, auth_routes.bp, settings_routes.bp, instance_routes.bp,
                       monitor_routes.bp, model_routes.bp, preset_routes.bp, compat_routes.bp,
                       ollama_routes.bp, openai_routes.bp, ollama_model_routes.bp, embedding_routes.bp,
-                      recording_routes.bp, download_routes.bp, llamactl_routes.bp):
+                      recording_routes.bp, download_routes.bp, llamactl_routes.bp, monitoring_routes.bp):
         app.register_blueprint(blueprint)
     return app
