@@ -1,7 +1,7 @@
 """Request helpers shared by the views: JSON bodies, content negotiation, error mapping."""
 from __future__ import annotations
 
-from flask import Flask, current_app, jsonify, request
+from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from llamaman.errors import Invalid, LlamamanError, error_body
@@ -57,3 +57,10 @@ def register_error_handlers(app: Flask) -> None:
         response = jsonify(error_body(err.code or 500, message, request.path))
         response.status_code = err.code or 500
         return response
+
+
+def conditional(response: Response) -> Response:
+    """An ETag and 304 for an unchanged body: the dashboard re-polls lists that rarely change."""
+    response.headers["Cache-Control"] = "no-cache"  # always revalidate, never serve stale
+    response.add_etag()
+    return response.make_conditional(request)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request, stream_with_context
 
 from llamaman.errors import Invalid
-from llamaman.http import json_body, services
+from llamaman.http import conditional, json_body, services
 from llamaman.instances.records import export_config
 from llamaman.runtime.args import parse_command
 from llamaman.validation import get_bool, get_str
@@ -18,7 +18,7 @@ def _instances():
 
 @bp.get("/api/instances")
 def list_instances():
-    return jsonify(_instances().list())
+    return conditional(jsonify(_instances().list()))
 
 
 @bp.post("/api/instances")

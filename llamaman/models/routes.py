@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from llamaman.http import json_body, services
+from llamaman.http import conditional, json_body, services
 from llamaman.instances.records import ACTIVE
 
 bp = Blueprint("models", __name__)
@@ -12,7 +12,7 @@ bp = Blueprint("models", __name__)
 @bp.get("/api/models")
 def list_models() -> Response:
     """Every model under MODELS_DIR, from the index (encoded once per change)."""
-    return Response(services().library.list_json(), mimetype="application/json")
+    return conditional(Response(services().library.list_json(), mimetype="application/json"))
 
 
 @bp.get("/api/models/metadata")
