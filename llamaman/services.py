@@ -26,6 +26,7 @@ from llamaman.proxy.sidecar import InstanceProxy
 from llamaman.proxy.upstream import UpstreamPool
 from llamaman.recording.recorder import Recorder
 from llamaman.runtime import create_runtime
+from llamaman.runtime.images import ImageService
 from llamaman.scheduler import Scheduler
 from llamaman.settings.service import SettingsService
 from llamaman.storage import open_storage
@@ -54,6 +55,7 @@ class Services:
     forwarder: Forwarder
     recorder: Recorder
     downloads: DownloadService
+    images: ImageService
     monitor: Monitor
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     started: bool = False
@@ -72,6 +74,7 @@ class Services:
             self.recorder.start()
             self.instances.start(create_runtime(self.config))
             self.downloads.start()
+            self.images.start()  # after the runtime: auto-update needs it
             self.monitor.start()
             self.started = True
             log.info("llamaman services started (node %s)", self.config.node_name)
@@ -82,6 +85,7 @@ class Services:
             if not self.started:
                 return
             self.monitor.stop()
+            self.images.stop()
             self.downloads.stop()
             self.instances.close()
             self.library.stop()
@@ -132,6 +136,7 @@ def build_services(config: Config) -> Services:
         scheduler=scheduler,
         forwarder=Forwarder(instances, gates, upstream, config.request_timeout),
         recorder=recorder,
+        images=ImageService(storage.settings, config.node_name, lambda: instances.runtime),
         downloads=DownloadService(config, storage.downloads, settings, library),
         monitor=Monitor(config, instances),
     )

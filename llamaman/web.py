@@ -23,6 +23,7 @@ from llamaman.models import routes as model_routes
 from llamaman.monitoring import routes as monitoring_routes
 from llamaman.presets import routes as preset_routes
 from llamaman.recording import routes as recording_routes
+from llamaman.runtime import image_routes
 from llamaman.services import Services, build_services
 from llamaman.settings import routes as settings_routes
 from llamaman.ui import routes as ui_routes
@@ -49,6 +50,6 @@ def create_app(config: Config, services: Services | None = None) -> Flask:
     for blueprint in (ui_routes.bp, auth_routes.bp, settings_routes.bp, instance_routes.bp,
                       monitor_routes.bp, model_routes.bp, preset_routes.bp, compat_routes.bp,
                       ollama_routes.bp, openai_routes.bp, ollama_model_routes.bp, embedding_routes.bp,
-                      recording_routes.bp, download_routes.bp, llamactl_routes.bp, monitoring_routes.bp):
+                      recording_routes.bp, download_routes.bp, llamactl_routes.bp, image_routes.bp, monitoring_routes.bp):
         app.register_blueprint(blueprint)
     return app

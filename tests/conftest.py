@@ -131,6 +131,20 @@ def database_url() -> str:
 
 
 @pytest.fixture(scope="session")
+def registry() -> str:
+    """host:port of the local Docker registry (LLAMAMAN_TEST_REGISTRY), checked to answer /v2/."""
+    import urllib.request
+
+    address = env_or_require("LLAMAMAN_TEST_REGISTRY", "Docker registry")
+    try:
+        with urllib.request.urlopen(f"http://{address}/v2/", timeout=5):
+            pass
+    except OSError as exc:
+        require("Docker registry", f"http://{address}/v2/ does not answer ({exc}); {HOW_TO_PROVISION}")
+    return address
+
+
+@pytest.fixture(scope="session")
 def chromium_path() -> str:
     """Path of the headless-capable Chromium binary (LLAMAMAN_TEST_CHROMIUM)."""
     path = env_or_require("LLAMAMAN_TEST_CHROMIUM", "Chromium")

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from llamaman.errors import Invalid
+from llamaman.runtime import image_settings
 from llamaman.storage.base import SettingsRepository
 from llamaman.validation import (
     get_bool,
@@ -43,10 +44,12 @@ DEFAULTS: dict[str, Any] = {
         "stale_records_interval_min": 5,
         "stale_records_last_run_at": None,
     },
+    "docker_images": image_settings.DEFAULTS,  # tracked images and auto-update (per node)
 }
 
 # Host-specific keys live in the node's own scope (README "Per-node vs shared settings").
-NODE_SCOPED = frozenset({"admin_ui_enforce_max_models", "allow_ollama_api_override_admin"})
+NODE_SCOPED = frozenset({"admin_ui_enforce_max_models", "allow_ollama_api_override_admin",
+                         "docker_images"})
 
 _FLAGS = ("require_auth", "admin_ui_enforce_max_models", "allow_ollama_api_override_admin",
           "auto_retry_failed_downloads", "metrics_open")
@@ -76,6 +79,7 @@ class SettingsService:
                 merged[key] = value
         merged.update({k: v for k, v in self.repo.get(self.node).items() if k in NODE_SCOPED})
         merged["hf_token"] = mask_token(merged["hf_token"])
+        merged["docker_images"] = image_settings.effective(merged["docker_images"])
         return merged
 
     def hf_token(self) -> str | None:
@@ -114,6 +118,8 @@ def _merger(patch: dict[str, Any]) -> Callable[[dict], dict]:
         for key, value in patch.items():
             if key == "cleanup":
                 updated["cleanup"] = {**current.get("cleanup", {}), **value}
+            elif key == image_settings.KEY:
+                updated[key] = image_settings.merge(current.get(key), value)
             else:
                 updated[key] = value
         return updated
@@ -142,6 +148,8 @@ def validate_patch(patch: Any) -> dict[str, Any]:
         clean["download_speed_limit_mbps"] = get_float(body, "download_speed_limit_mbps", low=0, high=1_000_000)
     if "hf_token" in body:
         clean["hf_token"] = _validate_token(body)
+    if image_settings.KEY in body:
+        clean[image_settings.KEY] = image_settings.validate(body[image_settings.KEY])
     return {k: v for k, v in clean.items() if v is not None}
 
 
