@@ -215,7 +215,8 @@ def test_the_model_cap_is_never_exceeded(request, tmp_path, models):
     assert err.value.status_code == 503
     assert err.value.response.json()["error"]["message"] == (
         "model limit reached (LLAMAMAN_MAX_MODELS=1); the OpenAI API does not evict running models")
-    assert err.value.code == 503 and err.value.type == "server_error"
+    assert str(err.value.code) == "503" and err.value.type == "server_error"
+    assert str(err.value).endswith("the OpenAI API does not evict running models")  # the client reads our message
 
 
 def test_show_reports_the_effective_context_and_capabilities(request, tmp_path, models):
