@@ -34,7 +34,7 @@ def test_setup_login_and_key_creation_in_a_browser(browser, running, tmp_path):
     page.click("button[type=submit]")
     page.wait_for_url(running.url("/"))
 
-    page.goto(running.url("/settings"))
+    page.goto(running.url("/settings#api-keys"))
     page.fill("#key-name", "open-webui")
     page.click("#key-form button")
     page.wait_for_selector("#new-key:not([hidden])")
