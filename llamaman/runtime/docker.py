@@ -234,7 +234,7 @@ class DockerRuntime:
         except (ImageNotFound, NotFound):
             raise LaunchFailed(
                 f"Docker image not found: {image} — pull it on the Docker host: "
-                f"docker pull {image}",
+                f"docker pull {image} (or POST /api/images/pull, Settings >> Docker Images)",
                 image=image,
             ) from None
 
