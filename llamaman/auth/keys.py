@@ -95,9 +95,12 @@ class ApiKeyService:
         with self._lock:
             self._loaded_at = float("-inf")
 
-    def credential(self, authorization: str | None) -> Credential | None:
-        """The credential an Authorization header carries; None when there is no header."""
+    def credential(self, authorization: str | None, api_key: str | None = None) -> Credential | None:
+        """The credential of an `Authorization: Bearer` header, else of an `X-API-Key` header (Solar
+        Host's convention, same keys and scopes); None when the request carries neither."""
         token = bearer_token(authorization)
+        if token is None:
+            token = api_key.strip() if api_key is not None else None
         if token is None:
             return None
         record = self.authenticate(token) if token else None
@@ -106,6 +109,6 @@ class ApiKeyService:
         return Credential(Kind.KEY, scope=scope_of(record), subject=record["id"])
 
 
-def header_credential(keys: ApiKeyService, authorization: str | None) -> Credential:
-    """The credential of a request that has no session (instance ports)."""
-    return keys.credential(authorization) or ANONYMOUS
+def header_credential(keys: ApiKeyService, environ: dict) -> Credential:
+    """The credential of a WSGI request that has no session (instance ports)."""
+    return keys.credential(environ.get("HTTP_AUTHORIZATION"), environ.get("HTTP_X_API_KEY")) or ANONYMOUS

@@ -73,7 +73,7 @@ def guard_request():
 
 def identify() -> Credential:
     """Who is calling: a bearer key (valid or not), a logged-in session, or nobody."""
-    cred = services().api_keys.credential(request.headers.get("Authorization"))
+    cred = services().api_keys.credential(request.headers.get("Authorization"), request.headers.get("X-API-Key"))
     if cred is not None:
         return cred
     if current_user.is_authenticated:

@@ -84,7 +84,7 @@ class InstanceProxy:
         path = environ.get("PATH_INFO") or "/"
         ticket = turn = None
         try:
-            decide(Access.MODEL, header_credential(self.keys, environ.get("HTTP_AUTHORIZATION")),
+            decide(Access.MODEL, header_credential(self.keys, environ),
                    self.require_auth())
             inference_path = path in inference.INFERENCE_PATHS
             if inference_path and self.recording is not None:

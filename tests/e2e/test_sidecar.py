@@ -170,6 +170,11 @@ def test_model_check_auth_and_limits(manager, launched):
         assert chat(port, manager.key, stream=False, model=accepted, max_tokens=2).status_code == 200
     assert chat(port, None, stream=False).status_code == 401
     assert chat(port, "llm-not-a-key", stream=False).status_code == 401
+    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    for key, status in ((manager.key, 200), ("llm-not-a-key", 401)):  # Solar Host's header
+        by_header = requests.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body,
+                                  headers={"X-API-Key": key}, timeout=60)
+        assert by_header.status_code == status, by_header.text
     big = requests.post(f"http://127.0.0.1:{port}/v1/chat/completions", data=b"x" * (17 * 2**20),
                         headers={"Authorization": f"Bearer {manager.key}", "Content-Type": "application/json"})
     assert big.status_code == 413

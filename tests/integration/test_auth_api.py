@@ -274,3 +274,19 @@ def test_openai_routes_answer_errors_in_openai_shape(app, client):
                                                                               "Content-Type": "application/json"})
     assert malformed.status_code == 400 and malformed.get_json()["error"]["type"] == "invalid_request_error"
     assert anonymous.get("/api/settings").get_json()["error"].startswith("API key")  # our own routes keep theirs
+
+
+def test_x_api_key_header_works_wherever_a_bearer_key_does(app, client):
+    token = setup_admin(client)
+    inference = create_key(client, token, scope="inference")["key"]
+    admin = create_key(client, token, scope="admin")["key"]
+    anonymous = app.test_client()
+    assert anonymous.get("/v1/models", headers={"X-API-Key": inference}).status_code == 200
+    assert anonymous.get("/api/tags", headers={"X-API-Key": inference}).status_code == 200
+    assert anonymous.get("/api/settings", headers={"X-API-Key": inference}).status_code == 403  # same scopes
+    assert anonymous.get("/api/settings", headers={"X-API-Key": admin}).status_code == 200
+    assert anonymous.get("/api/settings", headers={"X-API-Key": "llm-garbage"}).status_code == 401
+    assert anonymous.get("/v1/models", headers={"X-API-Key": ""}).status_code == 401
+    # a bearer header wins over X-API-Key, so one request never carries two identities
+    mixed = {"Authorization": f"Bearer {inference}", "X-API-Key": admin}
+    assert anonymous.get("/api/settings", headers=mixed).status_code == 403

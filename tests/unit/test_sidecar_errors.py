@@ -28,8 +28,8 @@ class FakeInstances:
 
 
 class OpenKeys:
-    def credential(self, header):
-        return None if header is None else ANONYMOUS
+    def credential(self, header, api_key=None):
+        return None if header is None and api_key is None else ANONYMOUS
 
 
 def call(proxy, path="/v1/chat/completions", body=b'{"messages": []}'):
