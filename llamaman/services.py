@@ -28,6 +28,7 @@ from llamaman.recording.recorder import Recorder
 from llamaman.runtime import create_runtime
 from llamaman.runtime.images import ImageService
 from llamaman.scheduler import Scheduler
+from llamaman.settings.cleanup import CleanupService
 from llamaman.settings.service import SettingsService
 from llamaman.storage import open_storage
 from llamaman.storage.base import Storage
@@ -56,6 +57,7 @@ class Services:
     recorder: Recorder
     downloads: DownloadService
     images: ImageService
+    cleanup: CleanupService
     monitor: Monitor
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     started: bool = False
@@ -75,6 +77,7 @@ class Services:
             self.instances.start(create_runtime(self.config))
             self.downloads.start()
             self.images.start()  # after the runtime: auto-update needs it
+            self.cleanup.start()
             self.monitor.start()
             self.started = True
             log.info("llamaman services started (node %s)", self.config.node_name)
@@ -85,6 +88,7 @@ class Services:
             if not self.started:
                 return
             self.monitor.stop()
+            self.cleanup.stop()
             self.images.stop()
             self.downloads.stop()
             self.instances.close()
@@ -122,6 +126,7 @@ def build_services(config: Config) -> Services:
         recording)
     scheduler = Scheduler(config, instances, library, presets, settings)
     instances.waker = scheduler.wake  # wakes from instance ports go through the cap too
+    downloads = DownloadService(config, storage.downloads, settings, library)
     return Services(
         config=config,
         storage=storage,
@@ -137,6 +142,7 @@ def build_services(config: Config) -> Services:
         forwarder=Forwarder(instances, gates, upstream, config.request_timeout),
         recorder=recorder,
         images=ImageService(storage.settings, config.node_name, lambda: instances.runtime),
-        downloads=DownloadService(config, storage.downloads, settings, library),
+        downloads=downloads,
+        cleanup=CleanupService(settings, downloads, instances),
         monitor=Monitor(config, instances),
     )

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from llamaman.errors import LlamamanError
@@ -23,10 +25,19 @@ def restore(service: InstanceService) -> None:
             _restore_one(service, record, found.pop(record["id"], None))
         except LlamamanError as err:
             log.error("could not restore instance %s: %s", record["id"], err.message)
-            service.registry.update(record["id"], {"status": rec.FAILED, "error": err.message})
-    for orphan in found.values():
-        log.warning("removing orphaned llama-server %s (no record for it)", orphan.ref.name)
+            service.registry.update(record["id"], {"status": rec.FAILED, "error": err.message,
+                                                   "stopped_at": time.time()})
+    stop_orphans(service, found.values())
+
+
+def stop_orphans(service: InstanceService, orphans: Iterable[Discovered]) -> list[str]:
+    """Stop llama-servers of this node that no active record owns; returns their names."""
+    stopped = []
+    for orphan in orphans:
+        log.warning("removing orphaned llama-server %s (no record runs it)", orphan.ref.name)
         service.runtime.stop(orphan.ref)
+        stopped.append(orphan.ref.name)
+    return stopped
 
 
 def _restore_one(service: InstanceService, record: dict, found: Discovered | None) -> None:

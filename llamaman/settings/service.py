@@ -56,6 +56,7 @@ _FLAGS = ("require_auth", "admin_ui_enforce_max_models", "allow_ollama_api_overr
 _CLEANUP_FLAGS = ("downloads_enabled", "instances_enabled", "stale_records_enabled")
 _CLEANUP_HOURS = ("downloads_max_age_hours", "instances_max_age_hours")
 _CLEANUP_STAMPS = ("downloads_last_run_at", "instances_last_run_at", "stale_records_last_run_at")
+_CLEANUP_SHARED = frozenset(DEFAULTS["cleanup"]) - set(_CLEANUP_STAMPS)  # stamps are per node
 
 
 class SettingsService:
@@ -74,10 +75,14 @@ class SettingsService:
         stored = self.repo.get("global")
         for key, value in stored.items():
             if key == "cleanup" and isinstance(value, dict):
-                merged["cleanup"].update(value)
+                merged["cleanup"].update({k: v for k, v in value.items() if k in _CLEANUP_SHARED})
             elif key in merged:
                 merged[key] = value
-        merged.update({k: v for k, v in self.repo.get(self.node).items() if k in NODE_SCOPED})
+        node_doc = self.repo.get(self.node)
+        merged.update({k: v for k, v in node_doc.items() if k in NODE_SCOPED})
+        # The cleanup jobs clean this node's records only, so each node stamps its own runs.
+        stamps = node_doc.get("cleanup") if isinstance(node_doc.get("cleanup"), dict) else {}
+        merged["cleanup"].update({k: v for k, v in stamps.items() if k in _CLEANUP_STAMPS})
         merged["hf_token"] = mask_token(merged["hf_token"])
         merged["docker_images"] = image_settings.effective(merged["docker_images"])
         return merged
@@ -85,6 +90,13 @@ class SettingsService:
     def hf_token(self) -> str | None:
         """The stored HuggingFace token in full (for the download manager only), or None."""
         return self.repo.get("global").get("hf_token") or None
+
+    def stamp_cleanup(self, job: str, when: float) -> None:
+        """Record when a cleanup job last ran on this node (cleanup.<job>_last_run_at)."""
+        key = f"{job}_last_run_at"
+        if key not in _CLEANUP_STAMPS:
+            raise ValueError(f"unknown cleanup job {job!r}")
+        self.repo.update(self.node, lambda doc: {**doc, "cleanup": {**(doc.get("cleanup") or {}), key: when}})
 
     def require_auth(self) -> bool:
         """Whether model endpoints and instance ports need a bearer key (read at most once a
@@ -169,13 +181,17 @@ def _validate_token(body: dict) -> str:
 
 def _validate_cleanup(value: Any) -> dict[str, Any]:
     body = require_object(value, "'cleanup'")
-    reject_unknown(body, DEFAULTS["cleanup"].keys())
-    clean: dict[str, Any] = {}
-    for key in _CLEANUP_FLAGS:
-        clean[key] = get_bool(body, key)
-    for key in _CLEANUP_HOURS:
-        clean[key] = get_int(body, key, low=1, high=24 * 3650)
-    clean["stale_records_interval_min"] = get_int(body, "stale_records_interval_min", low=1, high=10080)
-    for key in _CLEANUP_STAMPS:
-        clean[key] = get_float(body, key, low=0, high=1e11)
-    return {k: v for k, v in clean.items() if v is not None or (k in _CLEANUP_STAMPS and k in body)}
+    try:
+        reject_unknown(body, DEFAULTS["cleanup"].keys())
+        clean: dict[str, Any] = {}
+        for key in _CLEANUP_FLAGS:
+            clean[key] = get_bool(body, key)
+        for key in _CLEANUP_HOURS:
+            clean[key] = get_int(body, key, low=1, high=24 * 3650)
+        clean["stale_records_interval_min"] = get_int(body, "stale_records_interval_min", low=1, high=10080)
+        for key in _CLEANUP_STAMPS:
+            # Read-only (the jobs set them): a number or null, as GET shows it, is accepted and ignored.
+            get_float(body, key, low=0, high=float("inf"))
+    except Invalid as err:
+        raise Invalid(f"cleanup: {err.message}", field="cleanup") from err
+    return {k: v for k, v in clean.items() if v is not None}
