@@ -1,7 +1,6 @@
 """The one exception tree of the domain; the web layer maps it to HTTP once."""
 from __future__ import annotations
 
-
 _OPENAI_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                        404: "not_found_error", 409: "conflict_error", 413: "invalid_request_error",
                        429: "rate_limit_error"}
