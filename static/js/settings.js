@@ -258,6 +258,7 @@
   // ---- Docker images ----------------------------------------------------------------------
 
   const IMAGE_POLL_MS = 1000;
+  let lastPull = null; // the newest pull this page followed: stays shown when the list reloads
 
   function imageRow(image, reload) {
     const facts = [image.present === false ? "not pulled" : fmtBytes(image.size), image.created ? fmtTime(image.created) : null]
@@ -287,6 +288,7 @@
     for (;;) {
       let job;
       try { job = await api("GET", "/api/images/pulls/" + encodeURIComponent(jobId)); } catch (e) { toast(e.message, "error"); return; }
+      lastPull = job;
       box.replaceChildren(pullProgress(job));
       if (job.status !== "pulling") {
         toast(job.status === "done" ? "Pulled " + job.image : "Pull failed: " + (job.error || job.message), job.status === "done" ? "ok" : "error");
@@ -300,7 +302,7 @@
   function imagesBody(data, reload) {
     const name = h("input", { id: "image-name", placeholder: "ghcr.io/ggml-org/llama.cpp:server-cuda", spellcheck: "false",
                               autocomplete: "off" });
-    const progress = h("div", { id: "image-pull-progress" });
+    const progress = h("div", { id: "image-pull-progress" }, lastPull ? pullProgress(lastPull) : null);
     const pull = h("form", { id: "image-pull-form", class: "row" }, h("label", { for: "image-name", class: "grow" }, "Image", name),
       h("button", { type: "submit", id: "image-pull", text: "Pull" }));
     pull.addEventListener("submit", async (event) => {

@@ -219,3 +219,50 @@ def test_images_tab_says_it_needs_docker(page, manager, tmp_path):
     assert "Docker runtime" in page.text_content("#images-empty")
     capture(page, tmp_path, "settings-images")
     problems.assert_none()
+
+
+@pytest.fixture
+def docker_manager(request, tmp_path):
+    env = runtime_env("docker", request, tmp_path / "models", ports=36540)
+    (tmp_path / "models").mkdir()
+    manager = start_manager(tmp_path / "app", env)
+    yield manager
+    manager.app.kill()
+
+
+def test_images_tab_pulls_lists_and_deletes_on_docker(browser, docker_manager, docker_client, registry,
+                                                      llama_image, tmp_path):
+    from tests.imagekit import RegistryKit
+    kit = RegistryKit(docker_client, registry, llama_image)
+    try:
+        fresh = kit.repo("ui") + ":v1"
+        kit.push(kit.variant(fresh, layer_bytes=1024 * 1024), fresh)
+        docker_client.images.remove(fresh)  # in the registry only: the pull has a layer to fetch
+        page, problems = new_page(browser)
+        sign_in(page, docker_manager.app, password=PASSWORD)
+        page.goto(docker_manager.url("/settings#images"))
+        page.wait_for_selector(f"tr.image[data-name='{llama_image}'] .badge:has-text('active')")
+        assert page.is_disabled(f"tr.image[data-name='{llama_image}'] .image-delete")
+        page.fill("#image-name", fresh)
+        page.click("#image-pull")
+        page.wait_for_selector(".pull-job[data-status=done]", timeout=60_000)
+        assert page.get_attribute(".pull-job [role=progressbar]", "aria-valuenow") == "100"
+        row = page.locator(f"tr.image[data-name='{fresh}']")
+        row.wait_for()
+        page.check("#image-auto-update")
+        page.fill("#image-interval", "6")
+        with page.expect_response(lambda r: r.url.endswith("/api/images/settings")) as answer:
+            page.click("#save-images-auto")
+        assert answer.value.status == 200
+        capture(page, tmp_path, "settings-images-docker")
+        row.locator(".image-delete").click()
+        page.click("#confirm-ok")
+        row.wait_for(state="detached")
+        page.reload()
+        page.wait_for_selector("#image-auto-update")
+        assert page.is_checked("#image-auto-update") and page.input_value("#image-interval") == "6"
+        assert not [i for i in docker_client.images.list() if fresh in i.tags]
+        problems.assert_none()
+        page.context.close()
+    finally:
+        kit.cleanup()
