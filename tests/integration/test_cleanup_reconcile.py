@@ -1,4 +1,4 @@
-"""The stale-record check against a real runtime: native llama-server processes, a real model.
+"""The stale-record check against real runtimes (native processes, Docker containers), a real model.
 
 What the product should do when a llama-server dies behind the manager's back: when the
 runtime reports the exit, crash recovery decides (restart or fail) and the check must not
@@ -25,6 +25,7 @@ from tests.helpers import free_port
 pytestmark = pytest.mark.timeout(300)
 SMALL = {"ctx_size": 512, "threads": 1, "parallel": 1, "n_gpu_layers": 0}
 LOG_ENV = "LLAMAMAN_LOG_PATH"
+NETWORK = "llamaman-e2e-net"  # the e2e tests' network: one is enough
 HOURS = itertools.count(1)
 
 
@@ -48,13 +49,28 @@ def kill_own_servers(base: Path) -> None:
             continue
 
 
+@pytest.fixture(params=["process", "docker"])
+def runtime(request, tmp_path):
+    """The runtime's environment; what it leaves behind is removed when the test ends."""
+    if request.param == "process":
+        yield {"LLAMAMAN_RUNTIME": "process", "LLAMA_SERVER_BIN": request.getfixturevalue("llama_server_bin")}
+        kill_own_servers(tmp_path)
+        return
+    docker_client = request.getfixturevalue("docker_client")
+    prefix = f"llamaman-cleanup-{uuid.uuid4().hex[:6]}-"  # this test's containers only
+    yield {"LLAMAMAN_RUNTIME": "docker", "LLAMA_IMAGE": request.getfixturevalue("llama_image"),
+           "LLAMAMAN_IN_DOCKER": "false", "LLAMA_HOST_ADDR": "127.0.0.1",
+           "LLAMA_CONTAINER_PREFIX": prefix, "LLAMA_NETWORK": NETWORK}
+    for container in docker_client.containers.list(all=True, filters={"name": prefix}):
+        container.remove(force=True)
+
+
 @pytest.fixture
-def svc(tmp_path, llama_server_bin, models_dir):
-    """A started app on the process runtime; the background tick is stopped, ticks are manual."""
-    app = make_app(tmp_path, LLAMAMAN_NODE_NAME=f"reconcile-{uuid.uuid4().hex[:8]}",
-                   LLAMAMAN_RUNTIME="process", LLAMA_SERVER_BIN=llama_server_bin, MODELS_DIR=str(models_dir),
+def svc(tmp_path, runtime, models_dir):
+    """A started app on a real runtime; the background tick is stopped, ticks are manual."""
+    app = make_app(tmp_path, LLAMAMAN_NODE_NAME=f"reconcile-{uuid.uuid4().hex[:8]}", MODELS_DIR=str(models_dir),
                    PORT_RANGE_START="24600", PORT_RANGE_END="24619",
-                   INTERNAL_PORT_RANGE_START="24700", INTERNAL_PORT_RANGE_END="24719")
+                   INTERNAL_PORT_RANGE_START="24700", INTERNAL_PORT_RANGE_END="24719", **runtime)
     services = app.extensions["llamaman"]
     services.cleanup.stop()
     services.settings.save({"cleanup": {"downloads_enabled": False, "instances_enabled": False,
@@ -63,7 +79,6 @@ def svc(tmp_path, llama_server_bin, models_dir):
     for record in services.instances.registry.all():
         services.instances.stop(record["id"])
     services.stop()
-    kill_own_servers(tmp_path)
 
 
 def launch(svc, model_path: Path, **fields) -> dict:
@@ -82,9 +97,13 @@ def port_answers(port: int) -> bool:
         return False
 
 
-def kill(record: dict) -> RuntimeRef:
+def kill(request, record: dict) -> RuntimeRef:
+    """SIGKILL the record's llama-server behind the manager's back."""
     ref = RuntimeRef.from_dict(record["runtime"])
-    os.kill(int(ref.handle), signal.SIGKILL)
+    if ref.kind == "process":
+        os.kill(int(ref.handle), signal.SIGKILL)
+    else:
+        request.getfixturevalue("docker_client").containers.get(ref.handle).kill()
     return ref
 
 
@@ -106,12 +125,12 @@ def tick(svc) -> dict:
 
 
 @pytest.mark.timeout(150)  # the failure mode is a deadlock: the check waiting on the lock we hold
-def test_a_reported_crash_is_left_to_crash_recovery(svc, model_path):
+def test_a_reported_crash_is_left_to_crash_recovery(request, svc, model_path):
     record = launch(svc, model_path, auto_restart=True, max_restarts=1, restart_delay=0)
     # Crash recovery waits for this lock, so the check runs while the record still says
     # healthy with a dead llama-server: the race it must not act in.
     with svc.instances.registry.op_lock(record["id"]):
-        ref = kill(record)
+        ref = kill(request, record)
         wait_until(lambda: not svc.instances.runtime.state(ref).running)
         assert tick(svc) == {"stale_records": 0}
         assert svc.instances.get(record["id"])["status"] == "healthy"
@@ -123,13 +142,13 @@ def test_a_reported_crash_is_left_to_crash_recovery(svc, model_path):
     assert svc.instances.get(record["id"])["status"] == "healthy"
 
 
-def test_a_lost_instance_is_marked_stopped_and_strays_are_removed(svc, tmp_path, model_path):
+def test_a_lost_instance_is_marked_stopped_and_strays_are_removed(request, svc, tmp_path, model_path):
     sleeper = launch(svc, model_path)
     assert svc.instances.sleep(sleeper["id"])
     running = launch(svc, model_path)
     lost = launch(svc, model_path, auto_restart=True)
     svc.instances.runtime.set_exit_listener(None)  # the runtime's report of the next exit is lost
-    lost_ref = kill(lost)
+    lost_ref = kill(request, lost)
     wait_until(lambda: not svc.instances.runtime.state(lost_ref).running)
     stray = spawn(svc, tmp_path, model_path, "stray1", svc.config.node_name)
     foreign = spawn(svc, tmp_path, model_path, "foreign1", "another-node")
