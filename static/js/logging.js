@@ -88,7 +88,14 @@
     return el;
   }
 
-  const CHART = { w: 1000, h: 260, left: 48, right: 60, top: 14, bottom: 28 };
+  // Drawn at the box's own pixel width so labels keep their size at 390 px and at 1280 px.
+  const CHART = { w: 720, h: 240, left: 48, right: 60, top: 14, bottom: 28 };
+  let lastSeries = null;
+
+  function shortTime(iso) {
+    const date = new Date(iso);
+    return isNaN(date) ? "" : date.toLocaleString([], { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+  }
 
   function scale(values) {
     const max = Math.max(0, ...values.filter((v) => v !== null && v !== undefined));
@@ -106,8 +113,11 @@
       group.append(svg("polyline", { points: usable.map((p) => xs(p.ts) + "," + ys(p[key])).join(" ") }));
     }
     for (const p of usable) {
-      group.append(svg("circle", { cx: xs(p.ts), cy: ys(p[key]), r: 3 },
-        svg("title", {}, fmtTime(p.ts) + ": " + fmt(p[key]) + " (" + p.turn_count + " requests)")));
+      // Dots for tokens/s, hollow squares for TTFT: with one bucket both can sit on the same spot.
+      const title = svg("title", {}, fmtTime(p.ts) + ": " + fmt(p[key]) + " (" + p.turn_count + " requests)");
+      const x = xs(p.ts), y = ys(p[key]);
+      group.append(cls === "ttft" ? svg("rect", { x: x - 5, y: y - 5, width: 10, height: 10, class: "marker" }, title)
+                                  : svg("circle", { cx: x, cy: y, r: 3, class: "marker" }, title));
     }
     return group;
   }
@@ -128,6 +138,8 @@
   function renderChart(series) {
     const box = document.getElementById("chart");
     const points = series.points || [];
+    lastSeries = series;
+    CHART.w = Math.max(300, Math.round(box.clientWidth || 720));
     if (!points.length) {
       box.replaceChildren(h("p", { class: "empty", text: "No requests in this window yet." }));
       return;
@@ -139,8 +151,8 @@
     const chart = svg("svg", { viewBox: `0 0 ${CHART.w} ${CHART.h}`, role: "img", class: "chart-svg",
                                "aria-label": "Average tokens per second and time to first token over time" },
       axis(tpsMax, "left", (v) => fmtNumber(v, 0)), axis(ttftMax, "right", ms),
-      svg("text", { x: CHART.left, y: CHART.h - 6, class: "tick" }, fmtTime(series.start)),
-      svg("text", { x: CHART.w - CHART.right, y: CHART.h - 6, "text-anchor": "end", class: "tick" }, fmtTime(series.end)),
+      svg("text", { x: CHART.left, y: CHART.h - 6, class: "tick" }, shortTime(series.start)),
+      svg("text", { x: CHART.w - CHART.right, y: CHART.h - 6, "text-anchor": "end", class: "tick" }, shortTime(series.end)),
       line(points, "avg_tokens_per_sec", tpsMax, "tps", x0, x1, (v) => fmtNumber(v, 1) + " tok/s"),
       line(points, "avg_ttft_ms", ttftMax, "ttft", x0, x1, (v) => "TTFT " + ms(v)));
     box.replaceChildren(chart, h("div", { class: "legend row" },
@@ -255,6 +267,11 @@
     h("section", { class: "card" }, h("h2", { text: "Tokens/s and time to first token" }), h("div", { id: "chart" })),
     h("section", { class: "card" }, h("h2", { text: "Recent conversations" }), h("div", { id: "conversations" })));
   refresh();
+  // Redrawn in the same frame as a width change (a ResizeObserver runs before paint).
+  new ResizeObserver(() => {
+    const width = Math.max(300, Math.round(document.getElementById("chart").clientWidth || 720));
+    if (lastSeries && width !== CHART.w) renderChart(lastSeries);
+  }).observe(document.getElementById("chart"));
   // Slow background refresh so new traffic shows up; the API reads are cheap roll-ups.
   setInterval(() => { if (!document.hidden && !document.querySelector(".backdrop")) refresh(); }, REFRESH_MS);
 })();
