@@ -188,7 +188,8 @@ window.LMDash = window.LMDash || {};
 
   async function loadLayers(path, target) {
     target.textContent = "";
-    if (!path) return;
+    const known = LMDash.models ? LMDash.models().some((m) => m.path === path) : false;
+    if (!known) return; // a parsed path outside the library: the API would refuse it
     try {
       const info = await api("GET", "/api/model-layers?path=" + encodeURIComponent(path));
       target.textContent = info.layers ? "/ " + info.layers : "";
