@@ -20,25 +20,30 @@
 
   async function refreshSystem() {
     const info = await api("GET", "/api/system-info");
-    const cpu = info.cpu_percent ?? 0;
-    meter("meter-cpu", cpu, Math.round(cpu) + "%", (info.cpu_count ?? "?") + " cores");
-    const used = info.memory_used ?? info.ram_used ?? 0;
-    const total = info.memory_total ?? info.ram_total ?? 0;
-    meter("meter-ram", pct(used, total), fmtBytes(used) + " / " + fmtBytes(total));
+    if (info.cpu_percent === null || info.cpu_percent === undefined) return;  // first sample pending
+    const cpu = info.cpu_percent;
+    const quota = info.cpu_quota_cores ? " (quota " + info.cpu_quota_cores + ")" : "";
+    meter("meter-cpu", cpu, Math.round(cpu) + "%", (info.cpu_count ?? "?") + " cores" + quota);
+    const used = info.ram_used_bytes ?? 0;
+    const total = info.ram_total_bytes ?? 0;
+    meter("meter-ram", pct(used, total), fmtBytes(used) + " / " + fmtBytes(total),
+          info.in_container ? "container memory limit" : "host memory");
   }
 
   function gpuMeter(gpu) {
-    const used = gpu.memory_used ?? gpu.vram_used ?? 0;
-    const total = gpu.memory_total ?? gpu.vram_total ?? 0;
-    const util = gpu.utilization ?? gpu.utilization_percent;
-    return h("span", { class: "meter gpu", title: (gpu.name || "GPU") + (util !== undefined && util !== null ? " · " + util + "% busy" : "") },
+    const used = gpu.memory_used_bytes ?? 0;
+    const total = gpu.memory_total_bytes ?? 0;
+    const details = [gpu.name || "GPU"];
+    if (gpu.utilization_pct !== null && gpu.utilization_pct !== undefined) details.push(gpu.utilization_pct + "% busy");
+    if (gpu.temperature_c !== null && gpu.temperature_c !== undefined) details.push(gpu.temperature_c + " °C");
+    return h("span", { class: "meter gpu", title: details.join(" · ") },
       h("span", { class: "meter-label", text: "GPU" + (gpu.index ?? "") }), bar(pct(used, total)),
       h("span", { class: "meter-value", text: fmtBytes(used) + " / " + fmtBytes(total) }));
   }
 
   async function refreshGpus() {
     const info = await api("GET", "/api/gpu-info");
-    const gpus = Array.isArray(info) ? info : (info.gpus || []);
+    const gpus = info.gpus || [];
     const box = document.getElementById("meter-gpus");
     if (!gpus.length) {
       box.replaceChildren(h("span", { class: "muted", id: "no-gpu", title: info.reason || "", text: "No GPU detected" }));
@@ -47,6 +52,6 @@
     box.replaceChildren(...gpus.map(gpuMeter));
   }
 
-  LM.poll(() => refreshSystem().catch(() => {}), 5000);
-  LM.poll(() => refreshGpus().catch(() => {}), 5000);
+  LM.poll(refreshSystem, 5000);
+  LM.poll(refreshGpus, 5000);
 })();
