@@ -8,6 +8,7 @@ import os
 import re
 from pathlib import Path
 
+from llamaman.storage import upstream
 from llamaman.storage._common import check_log_record, log_matches, newest
 from llamaman.storage._jsonfile import TMP_SUFFIX, FileLock, atomic_write, fsync_dir
 from llamaman.storage.base import Record
@@ -36,13 +37,15 @@ def read_records(path: Path) -> list[Record]:
     except FileNotFoundError:
         return []
     records = []
-    for line in lines:
+    for number, line in enumerate(lines):
         try:
             record = json.loads(line)
         except ValueError:
             log.warning("skipping unreadable line in %s", path)
             continue
-        if isinstance(record, dict) and isinstance(record.get("ts"), (int, float)):
+        # LlamaMan 1.2.1 lines have an ISO created_at and no ts/id: read with ours added.
+        record = upstream.log_record(record, f"{path.stem}-{number}") if isinstance(record, dict) else None
+        if record is not None:
             records.append(record)
     return records
 
@@ -85,7 +88,8 @@ class JsonRequestLog:
     ) -> list[Record]:
         """Return matching records, oldest first (the newest `limit` when limited)."""
         if conversation_id is not None:
-            paths = [self.directory / safe_filename(conversation_id)]
+            name = safe_filename(conversation_id)
+            paths = [self.directory / name, *sorted(self.directory.glob(f"*/{name}"))]
         else:
             paths = self._files()
         found = [
@@ -106,7 +110,8 @@ class JsonRequestLog:
         return removed
 
     def _files(self) -> list[Path]:
-        return sorted(self.directory.glob("*" + SUFFIX))
+        # LlamaMan 1.2.1 kept one directory per day: request_log/<date>/<conversation>.jsonl
+        return sorted(self.directory.glob("*" + SUFFIX)) + sorted(self.directory.glob("*/*" + SUFFIX))
 
 
 def _prune_file(path: Path, older_than: float) -> int:

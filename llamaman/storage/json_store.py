@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from llamaman.errors import Conflict
+from llamaman.storage import upstream_json
 from llamaman.storage._common import (
     GLOBAL_SCOPE,
     CollectionSettings,
@@ -213,6 +214,7 @@ class JsonStorage:
     def open(self) -> None:
         """Create the directories, drop crashed writers' temp files, adopt legacy records."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        upstream_json.migrate(self.data_dir, self.node)  # a LlamaMan 1.2.1 DATA_DIR, once
         for doc in self._docs:
             doc.cleanup()
         for repo in (self.instances, self.downloads, self.presets):

@@ -41,6 +41,7 @@ from llamaman.storage._common import (
 )
 from llamaman.storage.base import Mutator, Record
 from llamaman.storage.sql_schema import metadata, migrate
+from llamaman.storage.upstream_sql import import_upstream
 
 T = TypeVar("T")
 
@@ -101,11 +102,13 @@ class Database:
         self.url = normalise_url(url)
         self.engine: Engine | None = None
 
-    def open(self) -> None:
-        """Create the engine and bring the schema up to date."""
+    def open(self, prepare: Callable[[Engine], Any] | None = None) -> None:
+        """Create the engine, run prepare(engine), and bring the schema up to date."""
         if self.engine is None:
             self.engine = build_engine(self.url)
         try:
+            if prepare is not None:
+                prepare(self.engine)
             migrate(self.engine)
         except SQLAlchemyError as e:
             raise StorageError(f"cannot open database: {e}") from e
@@ -353,8 +356,8 @@ class SqlStorage:
         return self.db.engine
 
     def open(self) -> None:
-        """Connect, create the tables and run pending migrations."""
-        self.db.open()
+        """Connect, import a LlamaMan 1.2.1 database once, create tables, run migrations."""
+        self.db.open(prepare=lambda engine: import_upstream(engine, self.node))
 
     def close(self) -> None:
         """Release every pooled connection."""

@@ -632,7 +632,8 @@ def test_json_adopts_single_node_llamaman_files(backend: Backend) -> None:
     (backend.data_dir / "settings.json").write_text(json.dumps({"require_auth": False}))
     store = backend.make("srv1")
     assert store.instances.get("abc") == {"id": "abc", "port": 8000, "node": "srv1"}
-    assert store.presets.list() == [{"ctx": 4096, "node": "srv1"}]
+    # LlamaMan 1.2.1 presets are imported with their model path (unknown fields kept)
+    assert store.presets.list() == [{"ctx": 4096, "model_path": "/models/m.gguf", "node": "srv1"}]
     assert store.settings.get() == {"require_auth": False}
     assert backend.make("srv2").instances.list() == []
 
