@@ -81,5 +81,15 @@ def public_view(record: dict[str, Any], live: Progress | None) -> dict[str, Any]
     view["speed_bps"] = round(speed, 1)
     view["speed_mbps"] = round(speed * 8 / 1e6, 3)
     view["eta_seconds"] = round(live.eta(), 1) if live and speed > 0 and live.eta() is not None else None
+    view.update(upstream_fields(record))
     view["progress"] = round(100.0 * done / total, 2) if total else (100.0 if record.get("status") == COMPLETED else 0.0)
     return view
+
+
+def upstream_fields(record: dict[str, Any]) -> dict[str, Any]:
+    """LlamaMan 1.2.1's names for a job's token, speed limit and retry count."""
+    return {
+        "hf_token_id": record.get("hf_token_id"),
+        "per_model_speed_limit_mbps": record.get("per_model_speed_limit_mbps", record.get("speed_limit_mbps")),
+        "retry_attempts": record.get("retry_attempts", record.get("retries")),
+    }

@@ -17,6 +17,7 @@ from llamaman.instances import records as rec
 from llamaman.instances.service import InstanceService
 from llamaman.presets.validate import (
     OPTION_FIELDS,
+    PRESET_FIELDS,
     RELAUNCH_FIELDS,
     parse_fields,
     preset_key,
@@ -91,7 +92,8 @@ class PresetService:
             preset = self.find(model_path) or {}
         except Invalid:
             preset = {}  # the launch itself reports the bad path
-        body = {k: v for k, v in preset.items() if k != "model_path"}
+        # Only launch settings: upstream's extras (favorite, note, ...) describe the preset.
+        body = {k: v for k, v in preset.items() if k in PRESET_FIELDS}
         body.update(overrides)
         body.setdefault("model_path", _raw(model_path))
         return body

@@ -24,6 +24,12 @@ from llamaman.validation import require_object
 OPTION_FIELDS = frozenset(LIVE_DEFAULTS) | frozenset(RESTART_DEFAULTS)  # applied live
 RELAUNCH_FIELDS = SETTINGS_FIELDS  # baked into llama-server: need a relaunch
 PRESET_FIELDS = OPTION_FIELDS | RELAUNCH_FIELDS
+# LlamaMan 1.2.1's preset fields without a launch meaning here: stored and shown, never launched.
+EXTRA_FIELDS: dict[str, type] = {"favorite": bool, "note": str, "share_queue_group": str,
+                                 "share_queue_fallback": bool}
+# LlamaMan 1.2.1's names of fields we have under another name.
+UPSTREAM_NAMES = {"spec_enabled": "spec_decoding", "spec_draft_n_max": "draft_n_max",
+                  "embedding_model": "embedding", "auto_restart_on_crash": "auto_restart"}
 # A final name with an extension like ".txt" or ".json" names a file that is not a model;
 # directory names such as "Qwen2.5-0.5B-Instruct" or "Llama-3.2-1B" do not match.
 _FILE_SUFFIX = re.compile(r"^\.[A-Za-z][A-Za-z0-9_]*$")
@@ -75,14 +81,21 @@ def _check_kind(path: Path) -> None:
     raise _bad_path("'model_path' must be a .gguf file or a model directory")
 
 
+def _extra(key: str, value: Any) -> Any:
+    kind = EXTRA_FIELDS[key]
+    if not isinstance(value, kind) or (kind is str and len(value) > 4096):
+        raise Invalid(f"'{key}' must be {'true or false' if kind is bool else 'a string'}")
+    return value
+
+
 def _bad_path(message: str) -> Invalid:
     return Invalid(message, field="model_path")
 
 
 def parse_fields(body: Any) -> dict[str, Any]:
     """Validate preset fields (any subset of the launch settings); return them normalised."""
-    body = require_object(body)
-    unknown = sorted(set(body) - PRESET_FIELDS)
+    body = {UPSTREAM_NAMES.get(k, k): v for k, v in require_object(body).items()}
+    unknown = sorted(set(body) - PRESET_FIELDS - EXTRA_FIELDS.keys())
     if unknown:
         raise Invalid(f"unknown field(s): {', '.join(unknown)}", field=unknown[0])
     return {key: _parse_one(key, value) for key, value in body.items()}
@@ -91,6 +104,8 @@ def parse_fields(body: Any) -> dict[str, Any]:
 def _parse_one(key: str, value: Any) -> Any:
     """One field, checked by the launch validators; the error names the field."""
     try:
+        if key in EXTRA_FIELDS:
+            return _extra(key, value)
         if key in OPTION_FIELDS:
             return parse_options({key: value})[key]
         return LaunchSettings.from_body({key: value}).to_body()[key]

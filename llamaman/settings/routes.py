@@ -16,7 +16,8 @@ def get_settings():
 
 @bp.post("/api/settings")
 def save_settings():
-    return jsonify(services().settings.save(json_body()))
+    settings = services().settings.save(json_body())
+    return jsonify({**settings, "ok": True, "settings": settings})  # LlamaMan's reply shape too
 
 
 @bp.get("/api/models/export")

@@ -8,6 +8,7 @@ from typing import Any
 
 from llamaman.errors import Invalid
 from llamaman.runtime import image_settings
+from llamaman.settings import upstream_keys
 from llamaman.storage.base import SettingsRepository
 from llamaman.validation import (
     get_bool,
@@ -33,6 +34,7 @@ DEFAULTS: dict[str, Any] = {
     "request_recording_mode": "off",
     "request_recording_retention_days": 0,
     "metrics_open": False,
+    "cluster_hide_offline_monitoring": False,  # LlamaMan 1.2.1's UI option, kept for its clients
     "cleanup": {
         "downloads_enabled": True,
         "downloads_max_age_hours": 24,
@@ -52,7 +54,7 @@ NODE_SCOPED = frozenset({"admin_ui_enforce_max_models", "allow_ollama_api_overri
                          "docker_images"})
 
 _FLAGS = ("require_auth", "admin_ui_enforce_max_models", "allow_ollama_api_override_admin",
-          "auto_retry_failed_downloads", "metrics_open")
+          "auto_retry_failed_downloads", "metrics_open", "cluster_hide_offline_monitoring")
 _CLEANUP_FLAGS = ("downloads_enabled", "instances_enabled", "stale_records_enabled")
 _CLEANUP_HOURS = ("downloads_max_age_hours", "instances_max_age_hours")
 _CLEANUP_STAMPS = ("downloads_last_run_at", "instances_last_run_at", "stale_records_last_run_at")
@@ -85,6 +87,7 @@ class SettingsService:
         merged["cleanup"].update({k: v for k, v in stamps.items() if k in _CLEANUP_STAMPS})
         merged["hf_token"] = mask_token(merged["hf_token"])
         merged["docker_images"] = image_settings.effective(merged["docker_images"])
+        merged.update(upstream_keys.shown(merged, stored))
         return merged
 
     def hf_token(self) -> str | None:
@@ -110,6 +113,7 @@ class SettingsService:
 
     def save(self, patch: Any) -> dict[str, Any]:
         """Validate a partial settings document, store it, and return the effective settings."""
+        patch = upstream_keys.normalise(patch, self.get())
         if isinstance(patch, dict) and patch.get("hf_token") and patch["hf_token"] == mask_token(self.hf_token()):
             patch = {k: v for k, v in patch.items() if k != "hf_token"}  # the masked value sent back
         clean = validate_patch(patch)

@@ -20,7 +20,10 @@ class MemorySettings:
 
 def test_defaults_follow_the_readme():
     effective = SettingsService(MemorySettings(), "srv1").get()
-    assert effective == DEFAULTS
+    assert {k: effective[k] for k in DEFAULTS} == DEFAULTS
+    # LlamaMan 1.2.1's names are shown beside ours (issue 13)
+    assert (effective["recording_mode"], effective["recording_retention_days"],
+            effective["global_speed_limit_mbps"], effective["huggingface_tokens"]) == ("off", 0, 0, [])
     assert effective["require_auth"] is True and effective["retry_count_per_failed_download"] == 3
 
 
@@ -52,5 +55,5 @@ def test_rejected_patch_changes_nothing():
     repo = MemorySettings()
     service = SettingsService(repo, "srv1")
     with pytest.raises(Invalid):
-        service.save({"require_auth": False, "retry_count_per_failed_download": "3"})
+        service.save({"require_auth": False, "retry_count_per_failed_download": "three"})
     assert repo.docs == {}
