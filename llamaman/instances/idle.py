@@ -66,7 +66,7 @@ class SleepWake:
                 return False
             if not self.gates.remove_if_idle(instance_id):
                 return False
-            self._halt(record, rec.STOPPED, error=None)
+            self.halt_stopped(record)  # an on-demand instance stays reachable, asleep
         self.logs.event(instance_id, "evicted to make room for another model (LLAMAMAN_MAX_MODELS)")
         return True
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from llamaman.errors import Invalid
+from llamaman.instances.execution import EXECUTION_DEFAULTS, parse_execution
 from llamaman.runtime.settings import LaunchSettings
 from llamaman.validation import (
     get_bool,
@@ -40,7 +41,7 @@ LIVE_DEFAULTS: dict[str, Any] = {
 RESTART_DEFAULTS: dict[str, Any] = {"auto_restart": True, "max_restarts": 3, "restart_delay": 5.0}
 SETTINGS_FIELDS = frozenset({"n_gpu_layers", "ctx_size", "parallel", "threads", "memory_limit",
                              "gpu_devices", "embedding", "spec_decoding", "draft_n_max", "extra_args"})
-LAUNCH_FIELDS = SETTINGS_FIELDS | LIVE_DEFAULTS.keys() | RESTART_DEFAULTS.keys() | {
+LAUNCH_FIELDS = SETTINGS_FIELDS | LIVE_DEFAULTS.keys() | RESTART_DEFAULTS.keys() | EXECUTION_DEFAULTS.keys() | {
     "model_path", "port", "name"}
 PRIVATE_FIELDS = frozenset({"api_key", "node"})
 
@@ -55,6 +56,7 @@ class LaunchRequest:
     name: str
     settings: LaunchSettings
     options: dict[str, Any]  # live + restart options
+    execution: dict[str, Any]  # environment, command override, runtime kind, on-demand start
 
 
 def parse_launch(body: Any, models_dir: Path) -> LaunchRequest:
@@ -65,7 +67,7 @@ def parse_launch(body: Any, models_dir: Path) -> LaunchRequest:
     port = get_int(body, "port", low=1, high=65535)
     name = get_str(body, "name", max_len=64) or model_stem(model_path)
     settings = LaunchSettings.from_body({k: v for k, v in body.items() if k in SETTINGS_FIELDS})
-    return LaunchRequest(model_path, real, port, name, settings, parse_options(body))
+    return LaunchRequest(model_path, real, port, name, settings, parse_options(body), parse_execution(body))
 
 
 def parse_options(body: dict, base: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -133,6 +135,7 @@ def new_record(request: LaunchRequest, *, node: str, port: int, internal_port: i
         "status": STARTING,
         "settings": request.settings.to_body(),
         **request.options,
+        **request.execution,
         "restarts": 0,
         "created_at": time.time(),
         "started_at": None,
@@ -168,5 +171,5 @@ def export_config(record: dict[str, Any]) -> dict[str, Any]:
     """A launch body that recreates this instance (llamactl-style export)."""
     body = {"model_path": record["model_path"], "name": record["name"], "port": record["port"],
             **(record.get("settings") or {})}
-    body.update({k: record[k] for k in (*LIVE_DEFAULTS, *RESTART_DEFAULTS) if k in record})
+    body.update({k: record[k] for k in (*LIVE_DEFAULTS, *RESTART_DEFAULTS, *EXECUTION_DEFAULTS) if k in record})
     return body

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from llamaman.errors import NotFound
+from llamaman.errors import Conflict, NotFound
 from llamaman.storage.base import Collection
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,19 @@ class InstanceRegistry:
         with self._lock:
             self._records[record["id"]] = copy.deepcopy(record)
         self._persist(record["id"])
+
+    def insert_named(self, record: Record) -> None:
+        """Insert a record whose name no other record of this node has (Conflict otherwise)."""
+        with self._lock:
+            if any(r.get("name") == record["name"] for r in self._records.values()):
+                raise Conflict(f"an instance named '{record['name']}' already exists", field="name")
+            self._records[record["id"]] = copy.deepcopy(record)
+        self._persist(record["id"])
+
+    def ids_named(self, name: str) -> list[str]:
+        """Ids of the records with this name (names are aliases; ids stay the key)."""
+        with self._lock:
+            return [r["id"] for r in self._records.values() if r.get("name") == name]
 
     def update(self, instance_id: str, changes: Record, *,
                when: Callable[[Record], bool] | None = None) -> bool:

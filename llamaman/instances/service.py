@@ -17,6 +17,7 @@ from typing import Any
 from llamaman.config import Config
 from llamaman.errors import Conflict, Invalid, LlamamanError, Unavailable
 from llamaman.instances import records as rec
+from llamaman.instances.definitions import Definitions
 from llamaman.instances.health import Cancelled, HealthWaiter
 from llamaman.instances.idle import SleepWake
 from llamaman.instances.logs import InstanceLogs
@@ -36,6 +37,7 @@ from llamaman.runtime import (
     UnavailableRuntime,
 )
 from llamaman.runtime.base import tail_lines
+from llamaman.runtime.choice import RuntimeSet
 from llamaman.validation import require_object
 
 log = logging.getLogger(__name__)
@@ -46,7 +48,7 @@ STABLE_AFTER_S = 300  # healthy this long before a crash: the restart budget sta
 MAX_BACKOFF_S = 300
 
 
-class InstanceService(SleepWake):
+class InstanceService(SleepWake, Definitions):
     """Owns this node's instances; the REST routes and (later) the scheduler call it."""
 
     def __init__(self, config: Config, registry: InstanceRegistry, logs: InstanceLogs,
@@ -110,6 +112,7 @@ class InstanceService(SleepWake):
     def launch(self, body: Any, launched_by: str = "admin") -> Record:
         """Validate, claim ports, start serving the public port, and launch in the background."""
         request = rec.parse_launch(body, self.config.models_dir)
+        self.check_execution(request.execution)
         port = self.public_ports.reserve(request.port)
         internal = None
         try:
@@ -128,11 +131,12 @@ class InstanceService(SleepWake):
         return rec.public_view(record)
 
     def stop(self, instance_id: str) -> Record:
-        """Stop llama-server and the public port; the record stays, as stopped."""
+        """Stop llama-server and the public port; the record stays, as stopped (an on-demand
+        instance keeps its port, asleep, so the next request starts it again)."""
         with self.registry.op_lock(instance_id):
             record = self.registry.snapshot(instance_id)
-            if record["status"] in rec.ACTIVE:
-                self._halt(record, rec.STOPPED, error=None)
+            if record["status"] in rec.ACTIVE and not _parked(record):
+                self.halt_stopped(record)
                 self.logs.event(instance_id, "stopped by request")
         return self.get(instance_id)
 
@@ -200,8 +204,9 @@ class InstanceService(SleepWake):
     def start(self, runtime: Runtime) -> None:
         """Attach the runtime and restore this node's instances (adopt, relaunch, clean)."""
         from llamaman.instances.restore import restore
-        self.runtime = runtime
-        self.waiter = HealthWaiter(runtime, self.config.health_check_timeout, self.config.model_load_timeout)
+        self.runtime = RuntimeSet(runtime, self.config)  # per-instance runtime choice
+        self.runtime.prepare(r.get("runtime_kind") for r in self.registry.load())
+        self.waiter = HealthWaiter(self.runtime, self.config.health_check_timeout, self.config.model_load_timeout)
         self._closing.clear()
         runtime.set_exit_listener(self._on_exit)
         restore(self)
@@ -307,18 +312,22 @@ class InstanceService(SleepWake):
 
     def prepare_relaunch(self, instance_id: str) -> int:
         """Claim ports again for a stopped record and mark it starting; returns the attempt."""
+        attempt = self.registry.snapshot(instance_id).get("attempt", 0) + 1
+        self.reclaim(instance_id, {
+            "status": rec.STARTING, "attempt": attempt, "restarts": 0, "error": None, "runtime": None,
+            "started_at": None, "healthy_at": None, "stopped_at": None})
+        return attempt
+
+    def reclaim(self, instance_id: str, changes: Record) -> None:
+        """Claim a stopped record's ports again (the same ones when free), serve its public
+        port, and apply changes."""
         record = self.registry.snapshot(instance_id)
         port = self._reserve_again(self.public_ports, record["port"])
         internal = self._reserve_again(self.internal_ports, record["internal_port"])
         try:
             self.configure_gate(record)
             self.ports.serve(instance_id, port)
-            attempt = record.get("attempt", 0) + 1
-            self.registry.update(instance_id, {
-                "status": rec.STARTING, "port": port, "internal_port": internal, "attempt": attempt,
-                "restarts": 0, "error": None, "runtime": None, "started_at": None,
-                "healthy_at": None, "stopped_at": None})
-            return attempt
+            self.registry.update(instance_id, {"port": port, "internal_port": internal, **changes})
         finally:
             self.public_ports.release(port)
             self.internal_ports.release(internal)
@@ -375,7 +384,8 @@ class InstanceService(SleepWake):
             instance_id=record["id"], node=record["node"],
             model_path=Path(record["real_model_path"]), internal_port=record["internal_port"],
             api_key=record["api_key"], settings=LaunchSettings.from_body(record["settings"]),
-            log_path=self.logs.path(record["id"]),
+            log_path=self.logs.path(record["id"]), environment=record.get("environment") or {},
+            command_override=record.get("command_override"), runtime=record.get("runtime_kind"),
         )
 
     def _gpus(self, record: Record) -> list[int] | None:
@@ -388,6 +398,11 @@ class InstanceService(SleepWake):
     @staticmethod
     def _current(record: Record | None, attempt: int) -> bool:
         return bool(record) and record.get("attempt") == attempt and record["status"] == rec.STARTING
+
+
+def _parked(record: Record) -> bool:
+    """An on-demand instance asleep: stopping it changes nothing."""
+    return bool(record.get("on_demand_start")) and record["status"] == rec.SLEEPING
 
 
 def _with_log(reason: str, record: Record) -> str:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import re
 import signal
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -36,6 +36,9 @@ class LaunchSpec:
     api_key: str
     settings: LaunchSettings
     log_path: Path
+    environment: Mapping[str, str] = field(default_factory=dict)  # the instance's own variables
+    command_override: str | None = None  # llama-server executable to run instead of the default
+    runtime: str | None = None  # "docker" | "process"; None: the global runtime
 
     def __post_init__(self) -> None:
         if not _INSTANCE_ID.match(self.instance_id):

@@ -80,7 +80,7 @@ def create_kwargs(
         "image": host.image,
         "name": container_name(config.container_prefix, spec.instance_id),
         "command": build_args(settings, model=model, host=LISTEN_ALL, port=spec.internal_port),
-        "environment": {API_KEY_ENV: spec.api_key},
+        "environment": {**spec.environment, API_KEY_ENV: spec.api_key},  # the internal key wins
         "labels": instance_labels(spec, extra_labels),
         "network": config.llama_network,
         "volumes": {
@@ -89,6 +89,8 @@ def create_kwargs(
         },
         "log_config": DOCKER_LOG,
     }
+    if spec.command_override:
+        kwargs["entrypoint"] = [spec.command_override]  # a path inside the image
     if not host.in_docker:
         kwargs["ports"] = {f"{spec.internal_port}/tcp": (PUBLISH_HOST, spec.internal_port)}
     if settings.threads is not None:

@@ -97,7 +97,7 @@ class ProcessRuntime:
     def launch(self, spec: LaunchSpec) -> RuntimeRef:
         """Start llama-server appending to the instance log; return once it is spawned."""
         model_relative_path(spec.model_path, self._config.models_dir)
-        command = [self.binary(), *self.command(spec)]
+        command = [self.executable(spec), *self.command(spec)]
         env = {**self.environment(spec), ENV_BIN: command[0]}
         limit = spec.settings.memory_limit
         child = _spawn(command, env, spec.log_path, address_space_limit(limit))
@@ -116,6 +116,15 @@ class ProcessRuntime:
             self._watched.add(child.pid)
         self._start_watcher(ref, child.wait)
         return ref
+
+    def executable(self, spec: LaunchSpec) -> str:
+        """The instance's command override when it has one, else the configured llama-server."""
+        override = spec.command_override
+        if override is None:
+            return self.binary()
+        if not (os.path.isfile(override) and os.access(override, os.X_OK)):
+            raise LaunchFailed(f"command override {override} is not an executable file")
+        return override
 
     def command(self, spec: LaunchSpec) -> list[str]:
         """Return llama-server's arguments (the key travels in the environment)."""

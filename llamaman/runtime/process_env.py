@@ -40,6 +40,7 @@ def child_environment(
 ) -> dict[str, str]:
     """Return the child's environment: a safe subset of ours, identity, key and GPUs."""
     env = {k: v for k, v in os.environ.items() if k in _PASS_ENV or k.startswith(_PASS_PREFIXES)}
+    env.update(spec.environment)  # before the identity and key below, which must win
     env.update(
         {
             ENV_MANAGED: "1",

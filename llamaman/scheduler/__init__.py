@@ -123,16 +123,34 @@ class Scheduler:
         """A launch from the UI/REST API: over the cap it needs confirming (or the enforce
         setting) and then evicts, API-launched models first."""
         with self._lock:
-            cap = self.config.max_models
-            if cap > 0 and body.get("embedding") is not True and len(self._loaded_chat_models()) >= cap:
-                if not (confirm or self.settings.get()["admin_ui_enforce_max_models"]):
-                    raise Conflict(f"model limit reached (LLAMAMAN_MAX_MODELS={cap}); launching evicts "
-                                   "the least recently used model: send \"confirm_evict\": true to go ahead",
-                                   confirm_required=True)
-                self._make_room("admin")
+            self._admit_admin(body.get("embedding") is True, confirm)
             launched = self.instances.launch(body, launched_by="admin")
             self.events.add("launches", launched["model_name"], "admin")
             return launched
+
+    def admin_start(self, instance_id: str, confirm: bool) -> None:
+        """Start a defined (stopped, failed or parked) instance under the admin launch rules."""
+        with self._lock:
+            record = self.instances.registry.snapshot(instance_id)
+            if record["status"] in LOADED:
+                return
+            self._admit_admin(bool((record.get("settings") or {}).get("embedding")), confirm)
+            if record["status"] == rec.SLEEPING:
+                self.instances.wake(instance_id, self.config.request_timeout)
+                self.events.add("wakes", record["model_name"], instance_id)
+                return
+            self.instances.relaunch(instance_id)
+            self.events.add("launches", record["model_name"], "admin")
+
+    def _admit_admin(self, embedding: bool, confirm: bool) -> None:
+        """Over the cap an admin launch needs confirming (or the enforce setting), then evicts."""
+        cap = self.config.max_models
+        if cap > 0 and not embedding and len(self._loaded_chat_models()) >= cap:
+            if not (confirm or self.settings.get()["admin_ui_enforce_max_models"]):
+                raise Conflict(f"model limit reached (LLAMAMAN_MAX_MODELS={cap}); launching evicts "
+                               "the least recently used model: send \"confirm_evict\": true to go ahead",
+                               confirm_required=True)
+            self._make_room("admin")
 
     def _existing(self, path: str, embedding: bool) -> dict[str, Any] | None:
         """The best active instance of the model: loaded before sleeping, healthy first."""
