@@ -55,11 +55,17 @@ def classify(path: str, *, ollama_root_open: bool = False, metrics_open: bool = 
         return Access.OPEN  # the "metrics_open" setting lets Prometheus scrape without a key
     if path == "/" and ollama_root_open:
         return Access.OPEN  # Ollama clients probe "/" on the API port
-    if path in _MODEL_PATHS:
+    if path in _MODEL_PATHS or is_instance_proxy(path):
         return Access.MODEL
     if path.startswith("/v1/") and path not in _MANAGEMENT_UNDER_V1:
         return Access.MODEL
     return Access.MANAGEMENT
+
+
+def is_instance_proxy(path: str) -> bool:
+    """llamactl's /api/v1/instances/{name}/proxy/...: inference, so an inference key may use it."""
+    parts = path.split("/", 6)
+    return len(parts) >= 6 and parts[1:4] == ["api", "v1", "instances"] and parts[5] == "proxy"
 
 
 def decide(access: Access, cred: Credential, require_auth: bool) -> None:

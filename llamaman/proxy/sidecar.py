@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SOCKET_KEY = "llamaman.socket"
+# Set by the app on :5000 when it relays a request its own guard already admitted (llamactl /proxy/).
+PREAUTHORISED = "llamaman.preauthorised"
 # Client headers never forwarded (WSGI names): credentials, framing, hop-by-hop ones.
 _DROP_ENV = frozenset("HTTP_" + name.upper().replace("-", "_")
                       for name in (*HOP_BY_HOP, "authorization", "host", "content-length", "expect"))
@@ -84,8 +86,8 @@ class InstanceProxy:
         path = environ.get("PATH_INFO") or "/"
         ticket = turn = None
         try:
-            decide(Access.MODEL, header_credential(self.keys, environ),
-                   self.require_auth())
+            if not environ.get(PREAUTHORISED):
+                decide(Access.MODEL, header_credential(self.keys, environ), self.require_auth())
             inference_path = path in inference.INFERENCE_PATHS
             if inference_path and self.recording is not None:
                 turn = self.recording.begin(path, arrived)
