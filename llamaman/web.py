@@ -9,10 +9,12 @@ from llamaman.auth import routes as auth_routes
 from llamaman.auth.secret import load_or_create_secret
 from llamaman.auth.session import init_auth
 from llamaman.compat import embeddings as embedding_routes
+from llamaman.compat import llamactl_instances as llamactl_instance_routes
 from llamaman.compat import ollama as ollama_routes
 from llamaman.compat import ollama_models as ollama_model_routes
 from llamaman.compat import openai as openai_routes
 from llamaman.compat import routes as compat_routes
+from llamaman.compat import solar as solar_routes
 from llamaman.config import Config
 from llamaman.downloads import llamactl as llamactl_routes
 from llamaman.downloads import routes as download_routes
@@ -52,4 +54,6 @@ def create_app(config: Config, services: Services | None = None) -> Flask:
                       ollama_routes.bp, openai_routes.bp, ollama_model_routes.bp, embedding_routes.bp,
                       recording_routes.bp, download_routes.bp, llamactl_routes.bp, image_routes.bp, monitoring_routes.bp):
         app.register_blueprint(blueprint)
+    app.register_blueprint(llamactl_instance_routes.bp)
+    app.register_blueprint(solar_routes.bp)
     return app

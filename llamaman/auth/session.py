@@ -102,7 +102,8 @@ def on_proxy_port() -> bool:
 def is_page_request(access: Access) -> bool:
     return (access is Access.MANAGEMENT and request.method in SAFE_METHODS
             and not request.path.startswith("/api/") and request.path != METRICS_PATH
-            and not request.is_json)
+            and not request.is_json
+            and request.headers.get("Upgrade", "").lower() != "websocket")  # sockets get a 401, not the login page
 
 
 def redirect_to_login():

@@ -1,4 +1,4 @@
-"""Instance log files: tail, manager event lines, and an SSE stream that resumes by byte offset.
+"""Instance log files: tail, manager event lines, and streams (SSE, WebSocket) that resume by byte offset.
 
 Files are only ever appended to (relaunches included), so a byte offset is a stable event id:
 a client reconnecting with Last-Event-ID continues exactly after the last line it saw.
@@ -44,8 +44,15 @@ class InstanceLogs:
     def stream(self, instance_id: str, last_event_id: str | None, backlog: int,
                alive=lambda: True) -> Iterator[str]:
         """SSE events `id: <offset>` / `data: <line>`; resumes after last_event_id when given."""
+        for entry in self.entries(instance_id, last_event_id, backlog, alive):
+            yield ": keep-alive\n\n" if entry is None else f"id: {entry[0]}\ndata: {entry[1]}\n\n"
+
+    def entries(self, instance_id: str, after: str | None, backlog: int,
+                alive=lambda: True) -> Iterator[tuple[int, str] | None]:
+        """(sequence, line) for each complete line, the sequence being the byte offset after
+        it; resumes after `after` when given; None now and then while nothing is written."""
         path = self.path(instance_id)
-        offset = _resume_offset(path, last_event_id, backlog)
+        offset = _resume_offset(path, after, backlog)
         pending = b""
         quiet_since = time.monotonic()
         while alive():
@@ -54,23 +61,21 @@ class InstanceLogs:
                 offset += len(data)
                 pending += data
                 *complete, pending = pending.split(b"\n")
-                end = offset - len(pending)
-                yield from _events(complete, end)
+                yield from _numbered(complete, offset - len(pending))
                 quiet_since = time.monotonic()
             elif time.monotonic() - quiet_since > KEEPALIVE_S:
-                yield ": keep-alive\n\n"
+                yield None
                 quiet_since = time.monotonic()
             else:
                 time.sleep(POLL_S)
 
 
-def _events(lines: list[bytes], end: int) -> Iterator[str]:
-    """Events for complete lines ending at byte `end`; each id is the offset after its line."""
+def _numbered(lines: list[bytes], end: int) -> Iterator[tuple[int, str]]:
+    """Complete lines ending at byte `end`, each with the offset after it."""
     position = end - sum(len(line) + 1 for line in lines)
     for line in lines:
         position += len(line) + 1
-        text = line.decode("utf-8", "replace").rstrip("\r")
-        yield f"id: {position}\ndata: {text}\n\n"
+        yield position, line.decode("utf-8", "replace").rstrip("\r")
 
 
 def _resume_offset(path: Path, last_event_id: str | None, backlog: int) -> int:
