@@ -9,6 +9,7 @@ from flask import Blueprint, jsonify, request
 from llamaman.errors import Invalid, LlamamanError
 from llamaman.http import services
 from llamaman.instances import records as rec
+from llamaman.instances.memory import memory_breakdown
 from llamaman.proxy.upstream import UpstreamError
 
 bp = Blueprint("monitor", __name__)
@@ -65,7 +66,9 @@ def _monitor(record: dict) -> dict:
     except (LlamamanError, OSError, psutil.Error) as err:
         raise BackendError(f"backend error: {err}") from err
     used = stats["mem_used"] or 0
-    result = {"state": state, "memory": {"total": used, "breakdown": {"llama-server": used}}}
+    parts = memory_breakdown(instances.logs.path(record["id"])) if record["status"] == rec.HEALTHY else {}
+    breakdown = parts or {"llama-server": used}  # a build that does not log its buffers: one entry
+    result = {"state": state, "memory": {"total": sum(breakdown.values()), "breakdown": breakdown}}
     if stats["mem_used"] is not None:
         total = psutil.virtual_memory().total
         result.update(memory_info={"rss": used, "vms": None},
