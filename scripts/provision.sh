@@ -5,7 +5,7 @@
 # Idempotent and fast when warm. Writes $STATE_DIR/test-env.sh for the test command.
 #
 # Usage: scripts/provision.sh [STEP...]   (default: all steps, in order)
-# Steps: apt venv docker mariadb registry llama image model envfile
+# Steps: apt venv docker mariadb registry llama image base wheels model envfile
 # Overrides: LLAMAMAN_TEST_STATE_DIR, LLAMAMAN_TEST_CACHE_DIR.
 set -euo pipefail
 
@@ -15,7 +15,7 @@ CACHE_DIR=${LLAMAMAN_TEST_CACHE_DIR:-/var/cache/llamaman-test}
 ENV_FILE=$STATE_DIR/test-env.sh
 
 APT_PACKAGES=(docker.io docker-registry mariadb-server chromium chromium-driver
-              unzip iproute2 ca-certificates python3-venv)
+              unzip iproute2 ca-certificates python3-venv debootstrap docker-compose)
 
 VENV_DIR=$REPO_DIR/.venv
 VENV_STAMP=$VENV_DIR/.llamaman-requirements.sha256
@@ -51,6 +51,14 @@ LLAMA_SERVER_BIN=$LLAMA_BIN_DIR/llama-server
 IMAGE=ghcr.io/ggml-org/llama.cpp:server
 IMAGE_LABEL=llamaman.test.build
 IMAGE_RECIPE=2  # bump when populate_rootfs changes, so existing images are rebuilt
+
+# The manager image's base for in-Docker tests: Debian + python3 made locally (no registry).
+BASE_RECIPE=1  # bump when step_base changes
+BASE_SUITE=bookworm
+BASE_IMAGE=llamaman-test/debian-python:$BASE_SUITE-r$BASE_RECIPE
+BASE_TARBALL=$CACHE_DIR/debian-$BASE_SUITE-python-r$BASE_RECIPE.tar
+# Wheels of requirements.txt for the manager image, keyed by requirements + Python version.
+WHEELS_ROOT=$CACHE_DIR/wheelhouse
 
 MODEL_VENV=$CACHE_DIR/model-venv
 MODELS_DIR=$CACHE_DIR/models
@@ -364,6 +372,68 @@ step_image() {
     log "image $IMAGE built (build $digest)"
 }
 
+# --------------------------------------------------------------------------- base
+base_image_present() {
+    DOCKER_HOST=$DOCKER_HOST_URL "$DOCKER" image inspect "$BASE_IMAGE" >/dev/null 2>&1
+}
+
+# The first Debian mirror apt is configured with (deb822 or one-line format).
+debian_mirror() {
+    local uri
+    uri=$(grep -hoE '^URIs: *http[^ ]*/debian' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n1 | sed 's/^URIs: *//')
+    [[ -n $uri ]] || uri=$(grep -hoE '^deb +http[^ ]*/debian ' /etc/apt/sources.list 2>/dev/null | head -n1 | awk '{print $2}')
+    echo "${uri:-http://deb.debian.org/debian}"
+}
+
+# debootstrap a minimal Debian with python3 + venv into a tarball (cached; minutes when cold).
+build_base_tarball() {
+    local rootfs
+    make_tmp rootfs base-rootfs
+    debootstrap --variant=minbase --include=python3,python3-venv "$BASE_SUITE" "$rootfs" "$(debian_mirror)" \
+        >"$CACHE_DIR/debootstrap.log" 2>&1 || die "debootstrap failed (log: $CACHE_DIR/debootstrap.log)"
+    rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* "$rootfs"/tmp/*
+    tar -C "$rootfs" -cf "$BASE_TARBALL.partial" .
+    mv "$BASE_TARBALL.partial" "$BASE_TARBALL"
+}
+
+step_base() {
+    if base_image_present; then
+        log "base image $BASE_IMAGE present"
+        return
+    fi
+    [[ -f $BASE_TARBALL ]] || build_base_tarball
+    DOCKER_HOST=$DOCKER_HOST_URL "$DOCKER" import \
+        --change 'ENV LANG=C.UTF-8' --change 'CMD ["python3"]' \
+        "$BASE_TARBALL" "$BASE_IMAGE" >/dev/null
+    DOCKER_HOST=$DOCKER_HOST_URL "$DOCKER" run --rm "$BASE_IMAGE" python3 -c 'import venv, ensurepip' \
+        || die "base image $BASE_IMAGE lacks a working python3 with venv"
+    log "base image $BASE_IMAGE imported from $BASE_TARBALL"
+}
+
+# ------------------------------------------------------------------------- wheels
+wheelhouse_dir() {
+    local key
+    key=$(cat "$REPO_DIR/requirements.txt" <("$VENV_DIR/bin/python" --version) | sha256sum | cut -c1-12)
+    echo "$WHEELS_ROOT/$key"
+}
+
+step_wheels() {
+    local dir tmp
+    dir=$(wheelhouse_dir)
+    if [[ -f $dir/.complete ]]; then
+        log "wheelhouse up to date: $dir"
+        return
+    fi
+    mkdir -p "$WHEELS_ROOT"
+    make_tmp tmp wheels
+    "$VENV_DIR/bin/python" -m pip wheel -q -r "$REPO_DIR/requirements.txt" -w "$tmp" \
+        >"$CACHE_DIR/wheels.log" 2>&1 || { tail -n 20 "$CACHE_DIR/wheels.log" >&2; die "pip wheel failed"; }
+    touch "$tmp/.complete"
+    rm -rf "$dir"
+    mv "$tmp" "$dir"
+    log "wheelhouse built: $dir"
+}
+
 # -------------------------------------------------------------------------- model
 step_model() {
     local target=$MODELS_DIR/$MODEL_NAME tmp
@@ -395,7 +465,9 @@ step_envfile() {
             LLAMAMAN_TEST_IMAGE "$IMAGE" \
             LLAMAMAN_TEST_DATABASE_URL "$DATABASE_URL" \
             LLAMAMAN_TEST_REGISTRY "$REGISTRY_ADDR" \
-            LLAMAMAN_TEST_CHROMIUM /usr/bin/chromium
+            LLAMAMAN_TEST_CHROMIUM /usr/bin/chromium \
+            LLAMAMAN_TEST_BASE_IMAGE "$BASE_IMAGE" \
+            LLAMAMAN_TEST_WHEELHOUSE "$(wheelhouse_dir)"
     } >"$tmp"
     mv "$tmp" "$ENV_FILE"
     log "wrote $ENV_FILE"
@@ -403,7 +475,7 @@ step_envfile() {
 
 # ---------------------------------------------------------------------------- main
 main() {
-    local steps=("$@") step all=(apt venv docker mariadb registry llama image model envfile)
+    local steps=("$@") step all=(apt venv docker mariadb registry llama image base wheels model envfile)
     [[ ${#steps[@]} -gt 0 ]] || steps=("${all[@]}")
     [[ $(id -u) -eq 0 ]] || die "run as root (it installs packages and starts daemons)"
     for step in "${steps[@]}"; do
