@@ -11,7 +11,11 @@ keepalive = 5
 graceful_timeout = 30
 preload_app = False  # the master never imports the app, so it starts no services
 control_socket_disable = True  # one fixed socket path would be shared by every instance on a host
-accesslog = None
+accesslog = "-"  # stdout: one logfmt line per request; the path without its query, no headers
+access_log_format = (
+    'time="%(t)s" remote=%(h)s method=%(m)s path="%(U)s" status=%(s)s bytes=%(B)s '
+    'duration_ms=%(M)s ua="%(a)s"'
+)
 errorlog = "-"
 loglevel = "info"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import threading
 from collections.abc import Callable, Mapping
@@ -39,6 +40,7 @@ from llamaman.runtime.docker_spec import (
     create_kwargs,
 )
 
+log = logging.getLogger(__name__)
 _ENGINE_ERRORS = (DockerException, RequestException)
 _LIVE = ("created", "running", "restarting", "paused")
 _POOL = 64  # one pooled connection per followed log stream, plus headroom
@@ -94,6 +96,12 @@ class DockerRuntime:
         """Return whether the manager runs in a container (LLAMAMAN_IN_DOCKER, else detected)."""
         if self._in_docker is None:
             self._in_docker = detect.detect_in_docker(self._config.in_docker)
+            log.info(
+                "manager runs %s: llama-server containers are reached %s",
+                "in a container" if self._in_docker else "on the host",
+                f"by name on network {self._config.llama_network}" if self._in_docker
+                else f"on published ports at {self._config.llama_host_addr}",
+            )
         return self._in_docker
 
     def host(self) -> DockerHost:
