@@ -1,0 +1,165 @@
+"""The manager image built from this checkout (offline: a local base image and a wheelhouse),
+and the manager container run the way the README's compose file runs it."""
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.helpers import LOOPBACK, TEST_LABELS, wait_http
+
+ROOT = Path(__file__).resolve().parents[2]
+CONTEXT_FILES = ("Dockerfile", "requirements.txt", "app.py", "gunicorn.conf.py")
+CONTEXT_DIRS = ("llamaman", "templates", "static")
+MANAGER_IMAGE = "llamaman-test/manager:e2e"  # one stable tag, so warm builds reuse the layer cache
+APP_UID = 1000  # the Dockerfile's default user
+SOCKET_IN_CONTAINER = "/var/run/docker.sock"
+
+
+def build_context(wheelhouse: Path) -> io.BytesIO:
+    """A tar build context: the files the Dockerfile copies, plus the wheels as wheels/."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name in CONTEXT_FILES:
+            tar.add(ROOT / name, arcname=name, filter=_normalise)
+        for name in CONTEXT_DIRS:
+            tar.add(ROOT / name, arcname=name, filter=_normalise)
+        tar.add(wheelhouse, arcname="wheels", recursive=False, filter=_normalise)
+        for wheel in sorted(wheelhouse.glob("*.whl")):
+            tar.add(wheel, arcname=f"wheels/{wheel.name}", filter=_normalise)
+    buf.seek(0)
+    return buf
+
+
+def _normalise(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+    if "__pycache__" in info.name or info.name.endswith(".pyc"):
+        return None
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
+
+
+def build_manager_image(client: Any, base_image: str, wheelhouse: Path) -> str:
+    """Build MANAGER_IMAGE from BASE_IMAGE with --no-index installs; return its id."""
+    log: list[str] = []
+    stream = client.api.build(
+        fileobj=build_context(wheelhouse), custom_context=True, tag=MANAGER_IMAGE,
+        buildargs={"BASE_IMAGE": base_image}, pull=False, rm=True, forcerm=True, decode=True,
+        labels=dict(TEST_LABELS), network_mode="none",
+    )
+    for chunk in stream:
+        log.append(chunk.get("stream") or chunk.get("status") or "")
+        if "error" in chunk:
+            raise AssertionError(f"image build failed: {chunk['error']}\n{''.join(log[-40:])}")
+    return client.images.get(MANAGER_IMAGE).id
+
+
+@dataclass
+class ManagerSetup:
+    """Host-side resources of one in-Docker manager: network, node, dirs, socket."""
+
+    image: str
+    llama_image: str
+    models_dir: Path
+    data_dir: Path
+    logs_dir: Path
+    socket_path: Path
+    public_ports: tuple[int, ...] = (8000, 8001, 8002, 8003)
+    tag: str = ""
+
+    def __post_init__(self) -> None:
+        self.tag = self.tag or uuid.uuid4().hex[:8]
+        for path in (self.data_dir, self.logs_dir):
+            path.mkdir(parents=True, exist_ok=True)
+            os.chown(path, APP_UID, APP_UID)
+
+    @property
+    def network(self) -> str:
+        return f"llamaman-dk-{self.tag}"
+
+    @property
+    def node(self) -> str:
+        return f"dk-{self.tag}"
+
+    @property
+    def prefix(self) -> str:
+        return f"llamaman-dk{self.tag}-"
+
+    def environment(self) -> dict[str, str]:
+        """What a user sets in docker-compose.yml; mode and runtime are left to detection."""
+        return {
+            "LLAMAMAN_NODE_NAME": self.node,
+            "HOST_MODELS_DIR": str(self.models_dir),
+            "HOST_LOGS_DIR": str(self.logs_dir),
+            "LLAMA_IMAGE": self.llama_image,
+            "LLAMA_NETWORK": self.network,
+            "LLAMA_CONTAINER_PREFIX": self.prefix,
+            "PORT_RANGE_START": str(self.public_ports[0]),
+            "PORT_RANGE_END": str(self.public_ports[-1]),
+        }
+
+    def run_kwargs(self) -> dict[str, Any]:
+        """`containers.run` arguments mirroring the compose service, published on 127.0.0.1."""
+        ports = {f"{port}/tcp": (LOOPBACK, None) for port in (5000, 42069, *self.public_ports)}
+        return {
+            "image": self.image, "name": f"llamaman-dk-{self.tag}-manager", "detach": True,
+            "network": self.network, "environment": self.environment(), "ports": ports,
+            "group_add": [str(self.socket_path.stat().st_gid)],
+            "volumes": {
+                str(self.socket_path): {"bind": SOCKET_IN_CONTAINER, "mode": "rw"},
+                str(self.models_dir): {"bind": "/models", "mode": "ro"},
+                str(self.data_dir): {"bind": "/data", "mode": "rw"},
+                str(self.logs_dir): {"bind": "/tmp/llama-logs", "mode": "rw"},
+            },
+            "labels": dict(TEST_LABELS),
+        }
+
+
+def published(container: Any, port: int) -> int:
+    """Host port on 127.0.0.1 that the container's PORT is published on."""
+    container.reload()
+    bindings = container.attrs["NetworkSettings"]["Ports"].get(f"{port}/tcp") or []
+    for binding in bindings:
+        if binding["HostIp"] == LOOPBACK:
+            return int(binding["HostPort"])
+    raise AssertionError(f"port {port} is not published on {LOOPBACK}: {bindings}")
+
+
+def wait_manager(container: Any, timeout: float = 90) -> int:
+    """Wait until the manager's UI port answers /health; return that host port."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        container.reload()
+        if container.status == "exited":
+            raise AssertionError(f"manager exited:\n{container.logs().decode(errors='replace')}")
+        try:
+            port = published(container, 5000)
+            wait_http(f"http://{LOOPBACK}:{port}/health", timeout=2)
+            return port
+        except (AssertionError, TimeoutError, KeyError):
+            time.sleep(0.3)
+    raise AssertionError(f"manager never answered:\n{container.logs().decode(errors='replace')}")
+
+
+def wait_health_status(container: Any, want: str = "healthy", timeout: float = 60) -> str:
+    """Wait for Docker's HEALTHCHECK verdict; return the last status seen."""
+    deadline = time.monotonic() + timeout
+    status = None
+    while time.monotonic() < deadline:
+        container.reload()
+        status = (container.attrs["State"].get("Health") or {}).get("Status")
+        if status == want:
+            break
+        time.sleep(1)
+    return status
+
+
+def remove_node_containers(client: Any, node: str) -> None:
+    """Remove the sibling llama-server containers a manager of NODE spawned."""
+    for container in client.containers.list(all=True, filters={"label": f"llamaman.node={node}"}):
+        container.remove(force=True)
