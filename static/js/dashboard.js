@@ -236,6 +236,12 @@ window.LMDash = window.LMDash || {};
     return refreshing;
   }
 
+  /** Refresh after a change: a poll already in flight may predate it, so wait for it, then ask again. */
+  async function refreshAfterChange() {
+    if (refreshing) await refreshing.catch(() => {});
+    return refreshInstances();
+  }
+
   // ---- actions ------------------------------------------------------------------------
 
   const CONFIRM = {
@@ -258,7 +264,7 @@ window.LMDash = window.LMDash || {};
       await api(...call);
       toast(`${ok}: ${r.name}`, "ok", 2000);
     } catch (error) { toast(error.message, "error"); }
-    refreshInstances().catch(() => {});
+    refreshAfterChange().catch((error) => toast(error.message, "error"));
   }
 
   async function exportConfig(r) {
@@ -273,10 +279,13 @@ window.LMDash = window.LMDash || {};
     } catch (error) { toast(error.message, "error"); }
   }
 
-  Object.assign(LMDash, { models: () => models, refreshInstances, refreshLibrary });
+  Object.assign(LMDash, { models: () => models, refreshInstances: refreshAfterChange, refreshLibrary });
 
   libraryShell();
   panelShell();
   LM.poll(() => refreshLibrary(), LIBRARY_MS);
+  // A finished download lands in the library at once (the server rescans on completion).
+  document.addEventListener("llamaman:downloads-completed",
+    () => refreshLibrary().catch((error) => toast(error.message, "error")));
   LM.poll(() => refreshInstances(), POLL_MS);
 })();

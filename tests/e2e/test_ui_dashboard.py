@@ -142,18 +142,23 @@ def wait_recorded(manager, instance_id: str, timeout: float = 10) -> None:
     raise AssertionError(f"no request recorded: {stats}")
 
 
-def run_action(page, flow, action: str, status: str, confirm: bool = True) -> None:
+def run_action(page, flow, action: str, status: str, confirm: bool = True, name: str = "flow") -> None:
     flow.locator(f"[data-action={action}]").click()
     if confirm:
         page.click("#confirm-ok")
-    wait_card_status(page, "flow", status)
+    wait_card_status(page, name, status)
 
 
 def wait_card_status(page, name: str, status: str) -> None:
-    page.wait_for_function(
-        "([name, status]) => [...document.querySelectorAll('article.inst-card')].some((c) =>"
-        " c.querySelector('h3').textContent === name && c.dataset.status === status)",
-        arg=[name, status], timeout=90_000)
+    try:
+        page.wait_for_function(
+            "([name, status]) => [...document.querySelectorAll('article.inst-card')].some((c) =>"
+            " c.querySelector('h3').textContent === name && c.dataset.status === status)",
+            arg=[name, status], timeout=90_000)
+    except Exception as error:
+        shown = page.eval_on_selector_all("article.inst-card", "cs => cs.map(c => [c.querySelector('h3')"
+                                          ".textContent, c.dataset.status])")
+        raise AssertionError(f"card {name!r} never showed {status!r}; cards: {shown}") from error
 
 
 def test_html_in_model_and_instance_names_renders_as_text(page, manager, tmp_path):
