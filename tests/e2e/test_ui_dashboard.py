@@ -7,6 +7,7 @@ import json
 import os
 import time
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 
@@ -258,3 +259,40 @@ def test_polled_lists_answer_304_when_unchanged(manager):
         first = manager.api.get(manager.url(path))
         again = manager.api.get(manager.url(path), headers={"If-None-Match": first.headers["ETag"]})
         assert (first.status_code, again.status_code, again.content) == (200, 304, b"")
+
+
+def test_log_viewer_resumes_after_a_dropped_connection_without_gaps_or_duplicates(page, manager):
+    page, problems = page
+    alpha = Path(manager.app.env["MODELS_DIR"]) / "alpha.gguf"
+    instance = manager.wait_status(manager.launch(alpha, name="tail")["id"], "healthy")
+    streams = []
+    page.on("request", lambda r: streams.append(resume_point(r)) if "/logs/stream" in r.url else None)
+    page.reload()
+    card(page, "tail").locator("[data-action=logs]").click()
+    page.wait_for_selector("#log-state:has-text('live')")
+    assert_log_matches_file(page, manager, instance["id"])
+    cut_browser_connections(manager.app.ui_port)  # the stream drops...
+    for _ in range(2):  # ...while the server writes new lines
+        assert chat(instance["port"], manager.key, stream=False, max_tokens=2).status_code == 200
+    deadline = time.monotonic() + 30
+    while len(streams) < 2 and time.monotonic() < deadline:
+        page.wait_for_timeout(200)
+    assert len(streams) >= 2 and streams[0] is None and streams[-1], f"no resumed stream request: {streams}"
+    assert_log_matches_file(page, manager, instance["id"])  # resumed after the last line shown
+    problems.items = [p for p in problems.items if "request failed" not in p]  # the cut, provoked above
+    manager.api.delete(manager.url(f"/api/instances/{instance['id']}"))
+    problems.assert_none()
+
+
+def resume_point(request) -> str | None:
+    """Where a log stream request asks to resume: the Last-Event-ID header or the page's own
+    `last_event_id` query argument (used when the browser gave the EventSource up)."""
+    header = request.all_headers().get("last-event-id")
+    query = parse_qs(urlparse(request.url).query).get("last_event_id", [None])[0]
+    return header or query
+
+
+def cut_browser_connections(port: int) -> None:
+    """Abort every TCP connection to the app's UI port, as a network drop would (ss -K, root)."""
+    import subprocess
+    subprocess.run(["ss", "-K", "dst", "127.0.0.1", "dport", "=", f":{port}"], check=True, capture_output=True)
