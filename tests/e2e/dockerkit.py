@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CONTEXT_FILES = ("Dockerfile", "requirements.txt", "app.py", "gunicorn.conf.py")
 CONTEXT_DIRS = ("llamaman", "templates", "static")
 MANAGER_IMAGE = "llamaman-test/manager:e2e"  # one stable tag, so warm builds reuse the layer cache
+MANAGER_LABEL = "llamaman.test.manager"
 APP_UID = 1000  # the Dockerfile's default user
 SOCKET_IN_CONTAINER = "/var/run/docker.sock"
 
@@ -50,12 +51,13 @@ def build_manager_image(client: Any, base_image: str, wheelhouse: Path) -> str:
     stream = client.api.build(
         fileobj=build_context(wheelhouse), custom_context=True, tag=MANAGER_IMAGE,
         buildargs={"BASE_IMAGE": base_image}, pull=False, rm=True, forcerm=True, decode=True,
-        labels=dict(TEST_LABELS), network_mode="none",
+        labels={MANAGER_LABEL: "1"}, network_mode="none",
     )
     for chunk in stream:
         log.append(chunk.get("stream") or chunk.get("status") or "")
         if "error" in chunk:
             raise AssertionError(f"image build failed: {chunk['error']}\n{''.join(log[-40:])}")
+    client.images.prune(filters={"dangling": True, "label": f"{MANAGER_LABEL}=1"})  # earlier builds
     return client.images.get(MANAGER_IMAGE).id
 
 

@@ -169,8 +169,8 @@ def test_in_docker_end_to_end(docker_client, setup, model_path, models_dir):
 
     manager.restart(timeout=30)
     client.ui_port = wait_manager(manager)
-    after = client.instances()
-    assert [(i["id"], i["status"]) for i in after] == [(instance["id"], "healthy")]
+    client.wait_status(instance["id"], "healthy", timeout=60)  # adopted, then health-checked
+    assert [(i["id"], i["status"]) for i in client.instances()] == [(instance["id"], "healthy")]
     assert [c.id for c in siblings(docker_client, setup)] == [sibling_id], "adopted, not duplicated"
     first_token(published(manager, instance["port"]), client.key)
     assert_no_secrets(manager.logs().decode(errors="replace"), client.key)
