@@ -26,7 +26,6 @@ from tests.helpers import LOOPBACK, parse_chat_stream
 
 pytestmark = pytest.mark.timeout(420)
 PASSWORD = "in-docker-password-1"
-ENGINE_SOCKET = Path("/var/lib/llamaman-test/docker.sock")
 
 
 @pytest.fixture(scope="module")
