@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import tarfile
 import time
 import uuid
@@ -11,7 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import LOOPBACK, TEST_LABELS, wait_http
+import requests
+
+from tests.helpers import LOOPBACK, TEST_LABELS, parse_chat_stream, wait_http
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTEXT_FILES = ("Dockerfile", "requirements.txt", "app.py", "gunicorn.conf.py")
@@ -20,6 +23,7 @@ MANAGER_IMAGE = "llamaman-test/manager:e2e"  # one stable tag, so warm builds re
 MANAGER_LABEL = "llamaman.test.manager"
 APP_UID = 1000  # the Dockerfile's default user
 SOCKET_IN_CONTAINER = "/var/run/docker.sock"
+PASSWORD = "in-docker-password-1"
 
 
 def build_context(wheelhouse: Path) -> io.BytesIO:
@@ -165,3 +169,56 @@ def remove_node_containers(client: Any, node: str) -> None:
     """Remove the sibling llama-server containers a manager of NODE spawned."""
     for container in client.containers.list(all=True, filters={"label": f"llamaman.node={node}"}):
         container.remove(force=True)
+
+
+class Client:
+    """The admin session and an inference key, over the manager's published ports."""
+
+    def __init__(self, ui_port: int) -> None:
+        self.ui_port = ui_port
+        self.api = requests.Session()
+        page = self.api.get(self.url("/setup"), timeout=10)
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+        done = self.api.post(self.url("/setup"), data={"username": "admin", "password": PASSWORD,
+                                                       "csrf_token": token}, allow_redirects=False)
+        assert done.status_code == 302, done.text
+        self.api.headers["X-CSRF-Token"] = token
+        created = self.api.post(self.url("/api/api-keys"), json={"name": "dk", "scope": "inference"})
+        assert created.status_code == 201, created.text
+        self.key = created.json()["key"]
+
+    def url(self, path: str, port: int | None = None) -> str:
+        return f"http://{LOOPBACK}:{port or self.ui_port}{path}"
+
+    def instances(self) -> list[dict]:
+        response = self.api.get(self.url("/api/instances"), timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+    def wait_status(self, instance_id: str, status: str, timeout: float = 120) -> dict:
+        deadline = time.monotonic() + timeout
+        seen = None
+        while time.monotonic() < deadline:
+            seen = self.api.get(self.url(f"/api/instances/{instance_id}"), timeout=10).json()
+            if seen.get("status") == status:
+                return seen
+            time.sleep(0.2)
+        raise AssertionError(f"instance never became {status}: {seen}")
+
+
+def first_token(port: int, key: str) -> tuple[float, str]:
+    """Stream a chat from a public instance port; return (time of the first token, the text)."""
+    body = {"messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 16, "stream": True}
+    response = requests.post(f"http://{LOOPBACK}:{port}/v1/chat/completions", json=body, stream=True,
+                             headers={"Authorization": f"Bearer {key}"}, timeout=120)
+    assert response.status_code == 200, response.text
+    at = None
+    lines = []
+    for line in response.iter_lines():
+        lines.append(line)
+        if at is None and b'"content"' in line:
+            at = time.monotonic()
+    chunks, done = parse_chat_stream(lines)
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert done and text and at is not None
+    return at, text

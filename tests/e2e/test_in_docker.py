@@ -5,7 +5,6 @@ chats on a public instance port and on :42069, and adopts its instance after a r
 from __future__ import annotations
 
 import os
-import re
 import time
 from pathlib import Path
 
@@ -14,18 +13,19 @@ import requests
 
 from tests.conftest import env_or_require, require
 from tests.e2e.dockerkit import (
+    PASSWORD,
+    Client,
     ManagerSetup,
     build_manager_image,
+    first_token,
     published,
     remove_node_containers,
     wait_health_status,
     wait_manager,
 )
 from tests.e2e.instancekit import SMALL
-from tests.helpers import LOOPBACK, parse_chat_stream
 
 pytestmark = pytest.mark.timeout(420)
-PASSWORD = "in-docker-password-1"
 
 
 @pytest.fixture(scope="module")
@@ -60,59 +60,6 @@ def setup(docker_client, manager_image, llama_image, models_dir, tmp_path):
         container.remove(force=True)
     remove_node_containers(docker_client, made.node)
     network.remove()
-
-
-class Client:
-    """The admin session and an inference key, over the manager's published ports."""
-
-    def __init__(self, ui_port: int) -> None:
-        self.ui_port = ui_port
-        self.api = requests.Session()
-        page = self.api.get(self.url("/setup"), timeout=10)
-        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
-        done = self.api.post(self.url("/setup"), data={"username": "admin", "password": PASSWORD,
-                                                       "csrf_token": token}, allow_redirects=False)
-        assert done.status_code == 302, done.text
-        self.api.headers["X-CSRF-Token"] = token
-        created = self.api.post(self.url("/api/api-keys"), json={"name": "dk", "scope": "inference"})
-        assert created.status_code == 201, created.text
-        self.key = created.json()["key"]
-
-    def url(self, path: str, port: int | None = None) -> str:
-        return f"http://{LOOPBACK}:{port or self.ui_port}{path}"
-
-    def instances(self) -> list[dict]:
-        response = self.api.get(self.url("/api/instances"), timeout=10)
-        response.raise_for_status()
-        return response.json()
-
-    def wait_status(self, instance_id: str, status: str, timeout: float = 120) -> dict:
-        deadline = time.monotonic() + timeout
-        seen = None
-        while time.monotonic() < deadline:
-            seen = self.api.get(self.url(f"/api/instances/{instance_id}"), timeout=10).json()
-            if seen.get("status") == status:
-                return seen
-            time.sleep(0.2)
-        raise AssertionError(f"instance never became {status}: {seen}")
-
-
-def first_token(port: int, key: str) -> tuple[float, str]:
-    """Stream a chat from a public instance port; return (time of the first token, the text)."""
-    body = {"messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 16, "stream": True}
-    response = requests.post(f"http://{LOOPBACK}:{port}/v1/chat/completions", json=body, stream=True,
-                             headers={"Authorization": f"Bearer {key}"}, timeout=120)
-    assert response.status_code == 200, response.text
-    at = None
-    lines = []
-    for line in response.iter_lines():
-        lines.append(line)
-        if at is None and b'"content"' in line:
-            at = time.monotonic()
-    chunks, done = parse_chat_stream(lines)
-    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
-    assert done and text and at is not None
-    return at, text
 
 
 def chat_via_proxy(client: Client, proxy_port: int) -> dict:
