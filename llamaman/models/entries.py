@@ -86,6 +86,7 @@ def gguf_entry(shards: list[FileInfo], parsed: list[Parsed], repo_id: str | None
         "context_length": None, "has_chat_template": False, "shards": len(shards),
         "repo_id": repo_id, "mmproj": None, "unreadable": False,
     }
+    entry.update(size_fields(entry["size"]))
     key = shard_key(first.path)
     if key and (key[1] != 1 or len(shards) != key[2]):
         entry["incomplete"] = True
@@ -96,6 +97,12 @@ def gguf_entry(shards: list[FileInfo], parsed: list[Parsed], repo_id: str | None
     entry.update(_gguf_fields(head, first.path))
     entry["parameter_size"] = entry["parameter_size"] or format_params(sum(p.parameter_count for p in parsed))
     return entry
+
+
+def size_fields(size: int) -> dict[str, Any]:
+    """LlamaMan 1.2.1's size fields beside `size`: bytes and '241 MB' / '4.1 GB' (binary units)."""
+    display = f"{size / 1024**3:.1f} GB" if size >= 1024**3 else f"{size / 1024**2:.0f} MB"
+    return {"size_bytes": size, "size_display": display}
 
 
 def _gguf_fields(head: Parsed, path: str) -> dict[str, Any]:
@@ -168,6 +175,7 @@ def hf_entry(folder: HfDir, config: dict[str, Any] | None, tokenizer: dict[str, 
             tokenizer and isinstance(tokenizer.get("chat_template"), (str, list))),
         "shards": 1, "repo_id": repo_id, "mmproj": None, "unreadable": config is None,
     }
+    entry.update(size_fields(folder.size))
     if config is None:
         entry["reason"] = "config.json is missing, too large or not a JSON object"
         return entry

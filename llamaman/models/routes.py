@@ -23,15 +23,19 @@ def model_metadata() -> Response:
 
 @bp.get("/api/model-layers")
 def model_layers() -> Response:
-    """The block count of a model, for the '/ N' next to GPU Layers."""
-    entry = services().library.lookup(request.args.get("path"))
-    return jsonify({"path": entry["path"], "layers": entry["layers"]})
+    """The block count of a model, for the '/ N' next to GPU Layers, with LlamaMan 1.2.1's
+    header fields (block_count, embedding_length, head counts, ...) beside it."""
+    library = services().library
+    entry = library.lookup(request.args.get("path"))
+    header = header_fields(library.metadata(entry["path"]).get("metadata") or {})
+    return jsonify({**header, "path": entry["path"], "layers": entry["layers"], "quant": entry["quant"]})
 
 
 @bp.get("/api/disk-space")
 def disk_space() -> Response:
-    """Total, used and free bytes of the models volume."""
-    return jsonify(services().library.disk_usage())
+    """Total, used and free bytes of the models volume (and GiB, LlamaMan 1.2.1's `*_gb`)."""
+    usage = services().library.disk_usage()
+    return jsonify({**usage, **{f"{k}_gb": round(v / 1024**3, 1) for k, v in usage.items()}})
 
 
 @bp.post("/api/models/delete")
@@ -40,6 +44,22 @@ def delete_model() -> Response:
     body = json_body()
     svc = services()
     return jsonify(svc.library.delete(body.get("path"), busy=busy_paths(svc.instances.list())))
+
+
+_HEADER_KEYS = {"block_count": "block_count", "embedding_length": "embedding_length",
+                "feed_forward_length": "feed_forward_length", "head_count": "attention.head_count",
+                "head_count_kv": "attention.head_count_kv", "vocab_size": "vocab_size"}
+
+
+def header_fields(metadata: dict) -> dict:
+    """The architecture's size keys of a GGUF header, as integers or None."""
+    arch = metadata.get("general.architecture")
+    return {name: _int_or_none(metadata.get(f"{arch}.{key}")) if isinstance(arch, str) else None
+            for name, key in _HEADER_KEYS.items()}
+
+
+def _int_or_none(value) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def busy_paths(instances: list[dict]) -> list[str]:

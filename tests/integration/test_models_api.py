@@ -75,7 +75,7 @@ def test_model_layers(api, models, tmp_path):
     (models / "notes.txt").write_text("x")
     _app, client, _token = api()
     ok = client.get("/api/model-layers", query_string={"path": str(path)})
-    assert ok.status_code == 200 and ok.get_json() == {"path": str(path), "layers": 18}
+    assert ok.status_code == 200 and ok.get_json()["path"] == str(path) and ok.get_json()["layers"] == 18
     assert client.get("/api/model-layers?path=m.gguf").get_json()["layers"] == 18
     for bad in ({}, {"path": ""}, {"path": "../x.gguf"}, {"path": str(tmp_path / "m.gguf")},
                 {"path": str(models)}, {"path": "notes.txt"}):
@@ -95,7 +95,7 @@ def test_disk_space(api, models):
     _app, client, _token = api()
     space = client.get("/api/disk-space").get_json()
     usage = shutil.disk_usage(models)
-    assert set(space) == {"total", "used", "free"} and space["total"] == usage.total
+    assert {"total", "used", "free"} <= set(space) and space["total"] == usage.total
     assert 0 < space["free"] <= space["total"] and space["used"] <= space["total"]
 
 

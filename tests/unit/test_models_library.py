@@ -27,6 +27,7 @@ def test_gguf_entry_fields(models, library):
         "modified": path.stat().st_mtime_ns / 1e9, "quant": "Q4_K_M", "architecture": "llama",
         "parameter_size": "1.1B", "layers": 6, "context_length": 4096, "has_chat_template": True,
         "shards": 1, "repo_id": None, "mmproj": None, "unreadable": False,
+        "size_bytes": path.stat().st_size, "size_display": "0 MB",  # LlamaMan 1.2.1's names
     }
 
 
