@@ -30,7 +30,8 @@ def _presets():
 
 @bp.get("/api/presets")
 def list_presets():
-    return jsonify(_presets().list())
+    """Every preset keyed by its model path (LlamaMan 1.2.1's shape); each keeps model_path."""
+    return jsonify({p["model_path"]: p for p in _presets().list()})
 
 
 @bp.get(MODEL_URL, merge_slashes=False)
@@ -40,10 +41,10 @@ def get_preset(model_path: str):
 
 @bp.put(MODEL_URL, merge_slashes=False)
 def save_preset(model_path: str):
-    return jsonify(_presets().save(model_path, json_body()))
+    return jsonify({**_presets().save(model_path, json_body()), "status": "saved"})  # LlamaMan's reply too
 
 
 @bp.delete(MODEL_URL, merge_slashes=False)
 def delete_preset(model_path: str):
     _presets().delete(model_path)
-    return jsonify({"ok": True})
+    return jsonify({"ok": True, "status": "deleted"})

@@ -197,10 +197,10 @@ window.LMDash = window.LMDash || {};
     } catch (error) { target.textContent = ""; }
   }
 
-  /** The model's stored preset from the preset list (no 404 for models without one). */
+  /** The model's stored preset from the presets (keyed by model path; no 404 for models without one). */
   async function findPreset(path) {
     const presets = await api("GET", "/api/presets");
-    return presets.find((p) => p.model_path === path) || null;
+    return Object.prototype.hasOwnProperty.call(presets, path) ? presets[path] : null;
   }
 
   async function applyStoredPreset(form, path, note) {

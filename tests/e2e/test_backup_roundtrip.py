@@ -32,7 +32,7 @@ def put_preset(app, session, path, body):
 
 def presets_by_relative_path(app, session, models) -> dict:
     return {p["model_path"].removeprefix(f"{models}/"): {k: v for k, v in p.items() if k != "model_path"}
-            for p in session.get(app.url("/api/presets")).json()}
+            for p in session.get(app.url("/api/presets")).json().values()}
 
 
 def test_export_restore_round_trip_through_the_hub(tmp_path, hub):

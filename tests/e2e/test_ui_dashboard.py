@@ -79,7 +79,8 @@ def test_launch_logs_chat_stats_and_lifecycle(page, manager, tmp_path):
     page.fill("#launch-ctx_size", "768")
     page.click("#preset-save")
     page.wait_for_selector("#preset-note:has-text('Preset saved')")
-    preset = [p for p in manager.api.get(manager.url("/api/presets")).json() if p["model_path"].endswith("/alpha.gguf")]
+    presets = manager.api.get(manager.url("/api/presets")).json()  # keyed by model path
+    preset = [p for path, p in presets.items() if path.endswith("/alpha.gguf") and p["model_path"] == path]
     assert preset and preset[0]["ctx_size"] == 768 and preset[0]["threads"] == 2
     page.fill("#launch-name", "flow")
     capture(page, tmp_path, "launch")

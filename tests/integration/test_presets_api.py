@@ -37,17 +37,17 @@ def test_crud_round_trip(env):
     saved = client.put(url, json=FULL, headers=headers)
     assert saved.status_code == 200, saved.get_json()
     expected = {"model_path": str(models / "ok.gguf"), **FULL}
-    assert saved.get_json() == {"preset": expected, "applied": [], "needs_relaunch": []}
+    assert saved.get_json() == {"preset": expected, "applied": [], "needs_relaunch": [], "status": "saved"}
     assert client.get(url).get_json() == expected
-    assert client.get("/api/presets").get_json() == [expected]
+    assert client.get("/api/presets").get_json() == {expected["model_path"]: expected}
     # a GET body saved back is accepted unchanged; a partial save keeps the other fields
     assert client.put(url, json=expected, headers=headers).status_code == 200
     assert client.put(url, json={"ctx_size": 1024}, headers=headers).get_json()["preset"] == {
         **expected, "ctx_size": 1024}
-    assert client.delete(url, headers=headers).get_json() == {"ok": True}
+    assert client.delete(url, headers=headers).get_json() == {"ok": True, "status": "deleted"}
     assert client.get(url).status_code == 404
     assert client.delete(url, headers=headers).status_code == 404
-    assert client.get("/api/presets").get_json() == []
+    assert client.get("/api/presets").get_json() == {}
 
 
 @pytest.mark.parametrize("url", [
@@ -58,7 +58,7 @@ def test_absolute_and_relative_urls_name_one_preset(env, url):
     _app, client, headers, models = env
     url = url.format(models=models, models_rel=str(models).lstrip("/"))
     assert client.put(url, json={"ctx_size": 1024}, headers=headers).status_code == 200
-    assert [p["model_path"] for p in client.get("/api/presets").get_json()] == [str(models / "ok.gguf")]
+    assert list(client.get("/api/presets").get_json()) == [str(models / "ok.gguf")]
     assert client.get(url).get_json()["ctx_size"] == 1024
     assert client.delete(url, headers=headers).status_code == 200
 
@@ -85,7 +85,7 @@ def test_paths_outside_models_dir_or_not_models_are_400(env, tmp_path, path):
     assert response.get_json()["field"] == "model_path"
     assert client.get(url).status_code == 400
     assert client.delete(url, headers=headers).status_code == 400
-    assert client.get("/api/presets").get_json() == []
+    assert client.get("/api/presets").get_json() == {}
 
 
 @pytest.mark.parametrize("field, value", [
@@ -114,7 +114,7 @@ def test_non_object_bodies_are_400(env, body):
     _app, client, headers, _models = env
     response = client.put("/api/presets/ok.gguf", json=body, headers=headers)
     assert response.status_code == 400
-    assert client.get("/api/presets").get_json() == []
+    assert client.get("/api/presets").get_json() == {}
 
 
 def test_writes_need_admin_and_csrf(env):
@@ -126,7 +126,7 @@ def test_writes_need_admin_and_csrf(env):
     assert anonymous.put("/api/presets/ok.gguf", json={"ctx_size": 1024}, headers=bearer).status_code == 403
     assert anonymous.get("/api/presets", headers=bearer).status_code == 403
     assert anonymous.get("/api/presets").status_code == 401
-    assert client.get("/api/presets").get_json() == []
+    assert client.get("/api/presets").get_json() == {}
 
 
 def test_presets_are_node_scoped(tmp_path):
@@ -138,13 +138,13 @@ def test_presets_are_node_scoped(tmp_path):
         first_headers = {"X-CSRF-Token": setup_admin(first)}
         second_headers = {"X-CSRF-Token": setup_admin_or_login(second)}
         assert first.put("/api/presets/m.gguf", json={"ctx_size": 1024}, headers=first_headers).status_code == 200
-        assert second.get("/api/presets").get_json() == []
+        assert second.get("/api/presets").get_json() == {}
         assert second.get("/api/presets/m.gguf").status_code == 404
         assert second.delete("/api/presets/m.gguf", headers=second_headers).status_code == 404
         second.put("/api/presets/m.gguf", json={"ctx_size": 2048}, headers=second_headers)
         assert first.get("/api/presets/m.gguf").get_json()["ctx_size"] == 1024
         assert second.get("/api/presets/m.gguf").get_json()["ctx_size"] == 2048
-        assert all("node" not in p for p in first.get("/api/presets").get_json())
+        assert all("node" not in p for p in first.get("/api/presets").get_json().values())
     finally:
         for app in apps:
             app.extensions["llamaman"].stop()
