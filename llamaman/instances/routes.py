@@ -47,13 +47,13 @@ def stop_instance(instance_id: str):
 
 @bp.post("/api/instances/<instance_id>/restart")
 def restart_instance(instance_id: str):
-    return jsonify(_instances().restart(instance_id))
+    return jsonify(_instances().restart(instance_id)), 201  # 201 as LlamaMan 1.2.1 answers
 
 
 @bp.delete("/api/instances/<instance_id>/remove")
 def remove_instance(instance_id: str):
     _instances().remove(instance_id)
-    return jsonify({"ok": True})
+    return jsonify({"ok": True, "status": "removed"})
 
 
 @bp.get("/api/instances/<instance_id>/stats")

@@ -23,6 +23,7 @@ from llamaman.instances.idle import SleepWake
 from llamaman.instances.logs import InstanceLogs
 from llamaman.instances.ports import PortAllocator, port_is_free
 from llamaman.instances.registry import InstanceRegistry, Record
+from llamaman.instances.upstream_view import upstream_fields
 from llamaman.jobs import PeriodicJob
 from llamaman.proxy.gate import Gates
 from llamaman.proxy.public import PublicPorts
@@ -84,6 +85,7 @@ class InstanceService(SleepWake, Definitions):
     def _view(self, record: Record) -> Record:
         view = rec.public_view(record)
         view["active_requests"], view["queued_requests"] = self.gates.counts(record["id"])
+        view.update(upstream_fields(view, self.logs.path(record["id"])))
         return view
 
     def live(self, instance_id: str) -> dict[str, Any] | None:
@@ -128,7 +130,7 @@ class InstanceService(SleepWake, Definitions):
             self.public_ports.release(port)
             self.internal_ports.release(internal)
         self.start_attempt(record["id"], 1)
-        return rec.public_view(record)
+        return self._view(record)
 
     def stop(self, instance_id: str) -> Record:
         """Stop llama-server and the public port; the record stays, as stopped (an on-demand
