@@ -12,7 +12,7 @@ from llamaman.instances.routes import _int_arg
 from llamaman.validation import reject_unknown
 
 bp = Blueprint("downloads", __name__)
-_START_FIELDS = frozenset({"repo_id", "filename", "hf_token", "speed_limit_mbps"})
+_START_FIELDS = frozenset({"repo_id", "filename", "hf_token", "hf_token_id", "speed_limit_mbps"})
 
 
 def _downloads() -> DownloadService:
@@ -26,10 +26,12 @@ def list_downloads():
 
 @bp.post("/api/downloads")
 def start_download():
-    """Queue a download: repo_id, filename (blank = whole repo), hf_token, speed_limit_mbps."""
+    """Queue a download: repo_id, filename (blank = whole repo), hf_token or hf_token_id (a saved
+    token), speed_limit_mbps."""
     body = json_body()
     reject_unknown(body, _START_FIELDS)
     job = _downloads().enqueue(body.get("repo_id"), body.get("filename"), hf_token=body.get("hf_token"),
+                               hf_token_id=body.get("hf_token_id"),
                                speed_limit_mbps=body.get("speed_limit_mbps") or 0.0)
     return jsonify(job), 201
 

@@ -36,6 +36,7 @@ from llamaman.downloads.logs import DownloadLogs
 from llamaman.downloads.runner import Runner, remove_partials
 from llamaman.downloads.throttle import TokenBucket, mbps_to_bytes
 from llamaman.errors import Conflict, Invalid, NotFound
+from llamaman.settings.hf_tokens import HfTokens
 from llamaman.settings.service import SettingsService
 from llamaman.storage.base import Collection
 
@@ -108,16 +109,31 @@ class DownloadService:
 
     # public API ------------------------------------------------------------------------
     def enqueue(self, repo_id: str, filename: str | None, *, hf_token: str | None = None,
-                speed_limit_mbps: float = 0.0, dest_path: Path | None = None) -> dict:
+                hf_token_id: str | None = None, speed_limit_mbps: float = 0.0,
+                dest_path: Path | None = None) -> dict:
         """Queue one file (a shard expands to all shards) or, without filename, the whole repo."""
         repo_id = names.check_repo_id(repo_id)
         filename = names.check_filename(filename)
         dest = self._checked_dest(dest_path, filename)
+        token_id, saved = self._saved_token(hf_token_id, hf_token)
         return self._create(new_job(kind="file", layout="repo", repo_id=repo_id, filename=filename, tag=None,
                                     dest_path=str(dest) if dest else None,
                                     destination=str(dest or names.repo_dir(self.models_dir, repo_id)),
                                     speed_limit_mbps=names.check_speed_limit(speed_limit_mbps),
-                                    source="api"), hf_token)
+                                    source="api", hf_token_id=token_id), saved or hf_token)
+
+    def _saved_token(self, token_id: Any, given: Any) -> tuple[str | None, str | None]:
+        """(id, secret) of the saved token a download names by hf_token_id; (None, None) for none."""
+        if token_id in (None, ""):
+            return None, None
+        if not isinstance(token_id, str) or len(token_id) > 128:
+            raise Invalid("'hf_token_id' must be the id of a saved HuggingFace token", field="hf_token_id")
+        if given:
+            raise Invalid("send 'hf_token' or 'hf_token_id', not both", field="hf_token_id")
+        secret = HfTokens(self.settings.repo).secret(token_id)
+        if secret is None:
+            raise Invalid(f"no saved HuggingFace token with id {token_id}", field="hf_token_id")
+        return token_id, secret
 
     def enqueue_tag(self, repo_id: str, tag: str, *, layout: str = "cache", hf_token: str | None = None,
                     source: str = "llamactl") -> dict:
@@ -130,12 +146,16 @@ class DownloadService:
 
     def get(self, job_id: str) -> dict:
         """The public view of one job; NotFound for unknown ids."""
-        return public_view(self._record(job_id), self._live.get(job_id))
+        return self._view(self._record(job_id))
 
     def list(self) -> list[dict]:
         """Every job of this node, newest first."""
         records = sorted(self.repo.list(), key=lambda r: r.get("created_at") or 0, reverse=True)
-        return [public_view(r, self._live.get(r["id"])) for r in records]
+        return [self._view(r) for r in records]
+
+    def _view(self, record: dict[str, Any]) -> dict:
+        # log_file: LlamaMan 1.2.1's field; the same log is served by /api/downloads/<id>/logs
+        return {**public_view(record, self._live.get(record["id"])), "log_file": str(self.logs.path(record["id"]))}
 
     def pause(self, job_id: str) -> dict:
         """Pause a queued or running job; its part files stay for a Range resume."""
@@ -168,12 +188,22 @@ class DownloadService:
         self.logs.delete(job_id)
         with self._lock:
             self._tokens.pop(job_id, None)
-        return {"id": job_id, "removed": True}
+        return {"id": job_id, "removed": True, "status": "removed"}
 
     # collaborators of the runner ----------------------------------------------------------
     def token_for(self, job_id: str) -> str | None:
-        """The job's own token, else the stored setting, else HF_TOKEN."""
-        return self._tokens.get(job_id) or self.settings.hf_token() or self.config.hf_token
+        """The job's own token (or the saved one it names), else the stored setting, else HF_TOKEN."""
+        own = self._tokens.get(job_id) or self._named_token(job_id)
+        return own or self.settings.hf_token() or self.config.hf_token
+
+    def _named_token(self, job_id: str) -> str | None:
+        """The saved token named by the job's hf_token_id (after a restart the memory is empty)."""
+        token_id = (self.repo.get(job_id) or {}).get("hf_token_id")
+        secret = HfTokens(self.settings.repo).secret(token_id) if token_id else None
+        if secret:
+            with self._lock:
+                self._tokens[job_id] = secret  # note() masks it from now on
+        return secret
 
     def note(self, job_id: str, message: str) -> None:
         """Append a line to the job's log with every known token masked."""

@@ -20,7 +20,7 @@ _NUMBERS = frozenset({"retry_count_per_failed_download", "request_recording_rete
 def shown(effective: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
     """Upstream's keys for a GET: aliases of ours, the token list masked, stored extras."""
     extra: dict[str, Any] = {old: effective[new] for old, new in SETTINGS_RENAMES.items()}
-    extra["huggingface_tokens"] = [_token_view(t) for t in stored.get("huggingface_tokens") or []
+    extra["huggingface_tokens"] = [token_view(t) for t in stored.get("huggingface_tokens") or []
                                    if isinstance(t, dict) and t.get("id")]
     for key in ("_schema_version", "model_sources"):
         if key in stored:
@@ -28,7 +28,7 @@ def shown(effective: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
     return extra
 
 
-def _token_view(token: dict[str, Any]) -> dict[str, Any]:
+def token_view(token: dict[str, Any]) -> dict[str, Any]:
     secret = str(token.get("token") or "")
     preview = f"{secret[:6]}...{secret[-4:]}" if len(secret) > 10 else "..."
     return {"id": token["id"], "name": token.get("name", "Untitled"), "preview": preview,
