@@ -1,9 +1,14 @@
 """gunicorn settings: both ports in one gthread worker; services start in the worker only."""
+import os
+
 from llamaman.cli import configure_logging, load_config_or_exit
 
 _config = load_config_or_exit()
 
-bind = [f"{_config.bind_host}:{_config.ui_port}", f"{_config.bind_host}:{_config.proxy_port}"]
+# GUNICORN_BIND (comma-separated host:port list) replaces the two addresses, as in LlamaMan
+# 1.2.1; the address on LLAMAMAN_PROXY_PORT is still the one that serves as the Ollama port.
+bind = [b.strip() for b in os.environ.get("GUNICORN_BIND", "").split(",") if b.strip()] or [
+    f"{_config.bind_host}:{_config.ui_port}", f"{_config.bind_host}:{_config.proxy_port}"]
 workers = 1  # instance state, gates and sidecar servers live in this one process
 worker_class = "gthread"
 threads = 64  # log streams and long generations each hold a thread

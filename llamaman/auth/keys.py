@@ -7,6 +7,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from llamaman.auth.guard import ANONYMOUS, Credential, Kind, bearer_token
 from llamaman.errors import NotFound
@@ -31,8 +32,16 @@ def public_view(record: Record) -> Record:
         "name": record.get("name", ""),
         "prefix": record.get("prefix", ""),
         "scope": scope_of(record),
-        "created_at": record.get("created_at"),
+        "created_at": iso_time(record.get("created_at")),
     }
+
+
+def iso_time(value: object) -> object:
+    """An epoch as LlamaMan 1.2.1 shows a key's time ('2026-12-06T20:50:29.159Z'); else as stored."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value
+    moment = datetime.fromtimestamp(value, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def scope_of(record: Record) -> str:

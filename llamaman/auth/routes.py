@@ -69,7 +69,9 @@ def create_key():
     cred = _require_session()
     body = json_body()
     name = get_str(body, "name", required=True, allow_empty=False)
-    scope = get_choice(body, "scope", SCOPES, default="inference")
+    # No scope: admin, as every LlamaMan 1.2.1 key was, so its scripts keep working; the UI
+    # always sends the scope the person picked (inference preselected).
+    scope = get_choice(body, "scope", SCOPES, default="admin")
     view, token = services().api_keys.create(name, scope, created_by=cred.subject)
     return jsonify({**view, "key": token}), 201
 
