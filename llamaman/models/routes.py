@@ -43,7 +43,8 @@ def delete_model() -> Response:
     """Delete a model's files; refused while an active instance uses it."""
     body = json_body()
     svc = services()
-    return jsonify(svc.library.delete(body.get("path"), busy=busy_paths(svc.instances.list())))
+    deleted = svc.library.delete(body.get("path"), busy=busy_paths(svc.instances.list()))
+    return jsonify({**deleted, "status": "deleted"})  # status: LlamaMan 1.2.1's reply
 
 
 _HEADER_KEYS = {"block_count": "block_count", "embedding_length": "embedding_length",
