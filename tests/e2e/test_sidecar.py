@@ -37,7 +37,8 @@ def stream_chat(port, key, results, index, max_tokens=48, **extra):
                 if line.startswith(b"data:"):
                     record["times"].append(time.monotonic())
         else:
-            record["error"] = response.json().get("error")
+            error = response.json().get("error")  # OpenAI's shape on /v1/ routes
+            record["error"] = error.get("message") if isinstance(error, dict) else error
     except requests.RequestException as err:
         record = {"status": None, "error": str(err)}
     results[index] = record
