@@ -203,10 +203,19 @@ window.LMDash = window.LMDash || {};
     return Object.prototype.hasOwnProperty.call(presets, path) ? presets[path] : null;
   }
 
+  /** Fill the form with the model's preset, unless something newer (another model choice, a
+   *  parsed command) has filled it while the preset was being fetched. */
   async function applyStoredPreset(form, path, note) {
+    const turn = supersedePresetLoads(form);
     const preset = await findPreset(path).catch(() => null);
+    if (turn !== form.presetTurn) return;
     if (preset) fillForm(form, "launch", preset);
     note.textContent = preset ? "Loaded this model's saved preset." : "No preset saved for this model: defaults shown.";
+  }
+
+  function supersedePresetLoads(form) {
+    form.presetTurn = (form.presetTurn || 0) + 1;
+    return form.presetTurn;
   }
 
   function toolsRow(form, picker, note) {
@@ -245,6 +254,7 @@ window.LMDash = window.LMDash || {};
       try {
         const parsed = await api("POST", "/api/instances/parse-command", { command: text.value });
         if (parsed.model_path) selectModel(picker, parsed.model_path);
+        supersedePresetLoads(form); // the pasted command wins over a preset still loading
         const set = fillForm(form, "launch", parsed);
         const ignored = parsed.ignored?.length ? "; ignored: " + parsed.ignored.join(", ") : "";
         note.textContent = `Filled from the command: ${set.join(", ") || "nothing"}${ignored}.`;

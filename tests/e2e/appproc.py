@@ -44,19 +44,33 @@ class AppProcess:
             self.proc.wait(10)
 
 
+_RANGES = (("PORT_RANGE_START", "PORT_RANGE_END", 8000, 8020),
+           ("INTERNAL_PORT_RANGE_START", "INTERNAL_PORT_RANGE_END", 9000, 9020))
+
+
+def port_outside_ranges(env: dict) -> int:
+    """A free port for the UI or API that no instance port range of env covers (the config refuses
+    an overlap, and a random free port can land inside a test's fixed range)."""
+    ranges = [range(int(env.get(lo, dlo)), int(env.get(hi, dhi)) + 1) for lo, hi, dlo, dhi in _RANGES]
+    while True:
+        port = free_port()
+        if not any(port in r for r in ranges):
+            return port
+
+
 def app_env(tmp_path: Path, **extra: str) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LLAMAMAN_", "GUNICORN"))}
     env.update({
         # one node per data dir: apps of parallel test sessions never adopt or remove each other's servers
         "LLAMAMAN_NODE_NAME": "e2e-" + hashlib.sha1(str(tmp_path).encode()).hexdigest()[:12],
         "LLAMAMAN_BIND": "127.0.0.1",
-        "LLAMAMAN_UI_PORT": str(free_port()),
-        "LLAMAMAN_PROXY_PORT": str(free_port()),
         "DATA_DIR": str(tmp_path / "data"),
         "MODELS_DIR": str(tmp_path / "models"),
         "PYTHONUNBUFFERED": "1",
     })
     env.update(extra)
+    env.setdefault("LLAMAMAN_UI_PORT", str(port_outside_ranges(env)))
+    env.setdefault("LLAMAMAN_PROXY_PORT", str(port_outside_ranges(env)))
     return env
 
 

@@ -79,6 +79,17 @@ def sign_in(page: Any, app: AppProcess, username: str = "admin", password: str =
     page.wait_for_url(app.url("/"))
 
 
+@contextmanager
+def signed_in(browser: Any, app: AppProcess, password: str = PASSWORD) -> Iterator[tuple[Any, PageProblems]]:
+    """A fresh page signed in as the admin; its context closes afterwards."""
+    page, problems = new_page(browser)
+    sign_in(page, app, password=password)
+    try:
+        yield page, problems
+    finally:
+        page.context.close()
+
+
 def capture(page: Any, directory: Path, name: str) -> list[Path]:
     """Screenshots of the current page at 1280 px and 390 px wide."""
     directory.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,8 @@ import signal
 import psutil
 import pytest
 
+from tests.e2e.browserkit import open_browser
+
 LOG_ENV = "LLAMAMAN_LOG_PATH"
 
 
@@ -48,3 +50,10 @@ def launched(manager, model_path):
     for instance_id in ids:
         manager.api.delete(manager.url(f"/api/instances/{instance_id}"))
     manager.api.delete(manager.url(f"/api/presets{model_path}"))
+
+
+@pytest.fixture(scope="module")
+def browser(chromium_path):
+    """One headless Chromium per test module (each test opens its own context)."""
+    with open_browser(chromium_path) as browser:
+        yield browser

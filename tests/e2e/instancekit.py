@@ -74,6 +74,13 @@ class Manager:
         return "\n".join(response.json().get("lines", [])) if response.ok else response.text
 
 
+def stop_all(manager: Manager) -> None:
+    """Stop every instance of the manager, then the manager itself."""
+    for instance in manager.api.get(manager.url("/api/instances")).json():
+        manager.api.delete(manager.url(f"/api/instances/{instance['id']}"))
+    manager.app.kill()
+
+
 def chat(port: int, key: str | None, stream: bool = True, max_tokens: int = 16, **extra) -> requests.Response:
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     body = {"messages": [{"role": "user", "content": "Say hello."}], "max_tokens": max_tokens,

@@ -11,8 +11,14 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from tests.e2e.browserkit import capture, new_page, open_browser, sign_in
-from tests.e2e.instancekit import SMALL, Manager, chat, runtime_env, start_manager
+from tests.e2e.browserkit import capture, new_page, sign_in, signed_in
+from tests.e2e.instancekit import (
+    SMALL,
+    chat,
+    runtime_env,
+    start_manager,
+    stop_all,
+)
 
 pytestmark = pytest.mark.timeout(300)
 XSS = "<img src=x onerror=window.__xss=1>"
@@ -31,18 +37,6 @@ def link_models(folder: Path, model_path: Path, names: tuple[str, ...]) -> Path:
     return folder
 
 
-def stop_all(manager: Manager) -> None:
-    for instance in manager.api.get(manager.url("/api/instances")).json():
-        manager.api.delete(manager.url(f"/api/instances/{instance['id']}"))
-    manager.app.kill()
-
-
-@pytest.fixture(scope="module")
-def browser(chromium_path):
-    with open_browser(chromium_path) as browser:
-        yield browser
-
-
 @pytest.fixture(scope="module")
 def manager(request, tmp_path_factory, model_path):
     base = tmp_path_factory.mktemp("ui-dash")
@@ -54,10 +48,8 @@ def manager(request, tmp_path_factory, model_path):
 
 @pytest.fixture
 def page(browser, manager):
-    page, problems = new_page(browser)
-    sign_in(page, manager.app, password=PASSWORD)
-    yield page, problems
-    page.context.close()
+    with signed_in(browser, manager.app, PASSWORD) as (page, problems):
+        yield page, problems
 
 
 def fill_small(page) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.browserkit import capture, new_page, open_browser, sign_in
+from tests.e2e.browserkit import capture, signed_in
 from tests.e2e.instancekit import runtime_env, start_manager
 from tests.hubkit import HubKit
 from tests.modelkit import write_gguf
@@ -24,12 +24,6 @@ def hub():
 
 
 @pytest.fixture(scope="module")
-def browser(chromium_path):
-    with open_browser(chromium_path) as browser:
-        yield browser
-
-
-@pytest.fixture(scope="module")
 def manager(request, tmp_path_factory, hub):
     base = tmp_path_factory.mktemp("ui-downloads")
     (base / "models").mkdir()
@@ -41,11 +35,9 @@ def manager(request, tmp_path_factory, hub):
 
 @pytest.fixture
 def page(browser, manager):
-    page, problems = new_page(browser)
-    sign_in(page, manager.app, password=PASSWORD)
-    page.wait_for_selector("#download-open")
-    yield page, problems
-    page.context.close()
+    with signed_in(browser, manager.app, PASSWORD) as (page, problems):
+        page.wait_for_selector("#download-open")
+        yield page, problems
 
 
 def open_dialog(page, repo: str, filename: str = "", token: str = "", speed: str = "") -> None:

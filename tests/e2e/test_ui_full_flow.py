@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from tests.e2e.appproc import start_app
-from tests.e2e.browserkit import new_page, open_browser
+from tests.e2e.browserkit import new_page
 from tests.e2e.instancekit import SMALL, runtime_env
 from tests.e2e.test_ui_dashboard import (
     card,
@@ -25,9 +25,9 @@ REPO = "unsloth/gemma-3-270m-it-GGUF"
 PASSWORD = "full-flow-pass-1"
 
 
-def test_setup_download_launch_chat_stats_logging_and_lifecycle(request, tmp_path, chromium_path, model_path):
+def test_setup_download_launch_chat_stats_logging_and_lifecycle(request, tmp_path, browser, model_path):
     (tmp_path / "models").mkdir()
-    with HubKit() as hub, open_browser(chromium_path) as browser:
+    with HubKit() as hub:
         hub.add_repo(REPO, {model_path.name: model_path})
         env = runtime_env("process", request, tmp_path / "models", ports=37300)
         app = start_app(tmp_path / "app", HF_ENDPOINT=hub.url, **env)

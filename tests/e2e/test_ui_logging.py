@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.browserkit import capture, new_page, open_browser, sign_in
-from tests.e2e.instancekit import chat, runtime_env, start_manager
+from tests.e2e.browserkit import capture, signed_in
+from tests.e2e.instancekit import chat, runtime_env, start_manager, stop_all
 from tests.e2e.test_compat_chat import link_models
 
 pytestmark = pytest.mark.timeout(300)
@@ -23,31 +23,18 @@ DAY = 86400
 
 
 @pytest.fixture(scope="module")
-def browser(chromium_path):
-    with open_browser(chromium_path) as browser:
-        yield browser
-
-
-@pytest.fixture(scope="module")
 def manager(request, tmp_path_factory, model_path):
     base = tmp_path_factory.mktemp("ui-logging")
     folder = link_models(base / "models", model_path, ("alpha",))
     manager = start_manager(base / "app", runtime_env("process", request, folder, ports=36700))
-
-    def stop_all():
-        for instance in manager.api.get(manager.url("/api/instances")).json():
-            manager.api.delete(manager.url(f"/api/instances/{instance['id']}"))
-        manager.app.kill()
-    request.addfinalizer(stop_all)
+    request.addfinalizer(lambda: stop_all(manager))
     return manager
 
 
 @pytest.fixture
 def page(browser, manager):
-    page, problems = new_page(browser)
-    sign_in(page, manager.app, password=PASSWORD)
-    yield page, problems
-    page.context.close()
+    with signed_in(browser, manager.app, PASSWORD) as (page, problems):
+        yield page, problems
 
 
 def set_mode(manager, mode: str) -> None:

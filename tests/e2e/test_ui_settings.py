@@ -10,19 +10,13 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.e2e.browserkit import capture, new_page, open_browser, sign_in
+from tests.e2e.browserkit import capture, new_page, sign_in, signed_in
 from tests.e2e.instancekit import runtime_env, start_manager
 from tests.modelkit import write_gguf
 
 pytestmark = pytest.mark.timeout(180)
 PASSWORD = "e2e-password-1"  # the one admin_session creates
 TOKEN = "hf_SettingsUiToken_0123456789abcd"
-
-
-@pytest.fixture(scope="module")
-def browser(chromium_path):
-    with open_browser(chromium_path) as browser:
-        yield browser
 
 
 @pytest.fixture(scope="module")
@@ -36,10 +30,8 @@ def manager(request, tmp_path_factory):
 
 @pytest.fixture
 def page(browser, manager):
-    page, problems = new_page(browser)
-    sign_in(page, manager.app, password=PASSWORD)
-    yield page, problems
-    page.context.close()
+    with signed_in(browser, manager.app, PASSWORD) as (page, problems):
+        yield page, problems
 
 
 def settings(manager) -> dict:

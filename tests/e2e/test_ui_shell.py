@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.e2e.appproc import admin_session, start_app
-from tests.e2e.browserkit import new_page, open_browser, sign_in
+from tests.e2e.browserkit import signed_in
 
 pytestmark = pytest.mark.timeout(120)
 PASSWORD = "e2e-password-1"  # the one admin_session creates
@@ -17,13 +17,11 @@ def fmt_gib_prefix(value: int) -> str:
     return f"{value / 1024 ** 3:.1f}" if value >= 10 * 1024 ** 3 else f"{value / 1024 ** 3:.2f}"
 
 
-def test_header_meters_and_navigation(chromium_path, tmp_path):
+def test_header_meters_and_navigation(browser, tmp_path):
     app = start_app(tmp_path)
     try:
         api = admin_session(app)
-        with open_browser(chromium_path) as browser:
-            page, problems = new_page(browser)
-            sign_in(page, app, password=PASSWORD)
+        with signed_in(browser, app, PASSWORD) as (page, problems):
             page.wait_for_function("document.querySelector('#meter-ram .meter-value').textContent.includes('/')")
             ram = page.text_content("#meter-ram .meter-value")
             info = api.get(app.url("/api/system-info")).json()

@@ -191,7 +191,7 @@ def test_old_stopped_and_failed_instances_go_and_everything_else_stays(app):
 BAD_CLEANUP = [
     {"downloads_max_age_hours": 0}, {"downloads_max_age_hours": -5}, {"instances_max_age_hours": 0},
     {"stale_records_interval_min": 0}, {"stale_records_interval_min": -1},
-    {"downloads_max_age_hours": "24"}, {"instances_max_age_hours": 1.5}, {"stale_records_interval_min": True},
+    {"downloads_max_age_hours": "a day"}, {"instances_max_age_hours": 1.5}, {"stale_records_interval_min": True},
     {"downloads_enabled": "yes"}, {"stale_records_enabled": 1}, {"downloads_max_age_hours": None, "bogus": 1},
     {"downloads_last_run_at": "yesterday"}, {"instances_last_run_at": -1},
     {"downloads_enabled": True, "downloads_max_age_hours": 12, "stale_records_interval_min": 0},
