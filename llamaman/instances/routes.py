@@ -70,7 +70,9 @@ def export_instance(instance_id: str):
 def import_instance():
     body = json_body()
     body.pop("port", None)  # the exported port may be taken here: pick a free one
-    return jsonify(_instances().launch(body, launched_by="admin")), 201
+    confirm = get_bool(body, "confirm_evict", default=False)
+    body.pop("confirm_evict", None)
+    return jsonify(services().scheduler.admin_launch(body, confirm)), 201  # the model cap applies
 
 
 @bp.post("/api/instances/parse-command")

@@ -129,14 +129,15 @@ window.LMDash = window.LMDash || {};
   }
 
   /** POST a launch; over the model cap ask first, and re-post with confirm_evict on yes. */
-  async function postLaunch(body) {
+  /** Launch (or import); over the model cap ask first and re-send with confirm_evict. */
+  async function postLaunch(body, path = "/api/instances") {
     try {
-      return await api("POST", "/api/instances", body);
+      return await api("POST", path, body);
     } catch (error) {
       if (!(error instanceof ApiError) || error.status !== 409 || !error.data?.confirm_required) throw error;
       const yes = await confirm(error.message, { title: "Model limit reached", ok: "Evict and launch" });
       if (!yes) return null;
-      return api("POST", "/api/instances", { ...body, confirm_evict: true });
+      return api("POST", path, { ...body, confirm_evict: true });
     }
   }
 
@@ -284,7 +285,8 @@ window.LMDash = window.LMDash || {};
       let body;
       try { body = JSON.parse(text.value); } catch (error) { toast("Not valid JSON: " + error.message, "error"); return; }
       try {
-        const created = await api("POST", "/api/instances/import", body);
+        const created = await postLaunch(body, "/api/instances/import");
+        if (!created) return; // cap confirmation cancelled: nothing changed
         toast(`Imported ${created.name} on port ${created.port}`, "ok");
         dialog.close();
         if (LMDash.refreshInstances) LMDash.refreshInstances();

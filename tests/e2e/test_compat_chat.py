@@ -350,3 +350,17 @@ def test_a_wake_on_an_instance_port_respects_the_cap(request, tmp_path, models):
     assert response.status_code == 200
     assert manager.instance(other["id"])["status"] == "stopped", "the wake evicted the other model"
     assert [i["id"] for i in running(manager)] == [sleeper["id"]]
+
+
+def test_an_import_over_the_cap_needs_confirming_like_a_launch(request, tmp_path, models):
+    manager = make_manager(request, tmp_path, models, LLAMAMAN_MAX_MODELS="1")
+    first = manager.wait_status(manager.launch(models / "alpha.gguf")["id"], "healthy")
+    exported = manager.api.get(manager.url(f"/api/instances/{first['id']}/export")).json()
+    body = {**exported, "model_path": str(models / "beta.gguf"), "name": "imported"}
+    refused = manager.api.post(manager.url("/api/instances/import"), json=body)
+    assert refused.status_code == 409 and refused.json()["confirm_required"] is True
+    assert [i["model_name"] for i in running(manager)] == ["alpha"], "a refused import changes nothing"
+    confirmed = manager.api.post(manager.url("/api/instances/import"), json={**body, "confirm_evict": True})
+    assert confirmed.status_code == 201, confirmed.text
+    assert manager.instance(first["id"])["status"] == "stopped"
+    assert manager.wait_status(confirmed.json()["id"], "healthy")["model_name"] == "beta"
