@@ -8,7 +8,6 @@ the model cap applies). Stopping or evicting an on-demand instance parks it agai
 from __future__ import annotations
 
 import os
-import secrets
 import time
 from typing import Any
 
@@ -28,20 +27,9 @@ class Definitions:
 
     def define(self, body: Any, launched_by: str = "admin") -> Record:
         """Create a stopped instance whose name is unique on this node; parked when on-demand."""
-        request = rec.parse_launch(body, self.config.models_dir)
-        self.check_execution(request.execution)
-        port = self.public_ports.reserve(request.port)
-        internal = None
-        try:
-            internal = self.internal_ports.reserve()
-            record = rec.new_record(request, node=self.config.node_name, port=port,
-                                    internal_port=internal, api_key=secrets.token_urlsafe(32),
-                                    launched_by=launched_by)
+        with self.claimed_record(body, launched_by) as record:
             record.update(status=rec.STOPPED, stopped_at=time.time())
             self.registry.insert_named(record)
-        finally:
-            self.public_ports.release(port)
-            self.internal_ports.release(internal)
         self.logs.event(record["id"], "defined" + (" (starts on the first request)"
                                                    if record["on_demand_start"] else ""))
         if record["on_demand_start"]:

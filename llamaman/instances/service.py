@@ -10,7 +10,8 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -111,24 +112,28 @@ class InstanceService(SleepWake, Definitions):
 
     # --- commands ------------------------------------------------------------------------
 
-    def launch(self, body: Any, launched_by: str = "admin") -> Record:
-        """Validate, claim ports, start serving the public port, and launch in the background."""
+    @contextmanager
+    def claimed_record(self, body: Any, launched_by: str) -> Iterator[Record]:
+        """A new, validated record whose ports stay reserved until the caller has stored it."""
         request = rec.parse_launch(body, self.config.models_dir)
         self.check_execution(request.execution)
         port = self.public_ports.reserve(request.port)
         internal = None
         try:
             internal = self.internal_ports.reserve()
-            record = rec.new_record(request, node=self.config.node_name, port=port,
-                                    internal_port=internal, api_key=secrets.token_urlsafe(32),
-                                    launched_by=launched_by)
-            record["attempt"] = 1
-            self.configure_gate(record)
-            self.ports.serve(record["id"], port)
-            self.registry.insert(record)
+            yield rec.new_record(request, node=self.config.node_name, port=port, internal_port=internal,
+                                 api_key=secrets.token_urlsafe(32), launched_by=launched_by)
         finally:
             self.public_ports.release(port)
             self.internal_ports.release(internal)
+
+    def launch(self, body: Any, launched_by: str = "admin") -> Record:
+        """Validate, claim ports, start serving the public port, and launch in the background."""
+        with self.claimed_record(body, launched_by) as record:
+            record["attempt"] = 1
+            self.configure_gate(record)
+            self.ports.serve(record["id"], record["port"])
+            self.registry.insert(record)
         self.start_attempt(record["id"], 1)
         return self._view(record)
 
