@@ -2,11 +2,14 @@
 
 NVML, psutil, sysfs and Docker are only touched by the jobs, so a dashboard polling every
 second costs a dict lookup. Each cached reading is replaced whole (one reference assignment),
-so readers never see a half-written one and no lock is needed.
+so readers never see a half-written one and no lock is needed. The jobs pause while nobody has
+asked for a reading for WATCH_WINDOW_S, so an idle manager spends nothing on sampling.
 """
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,7 @@ log = logging.getLogger(__name__)
 
 GPU_INTERVAL_S = 2.0
 SYSTEM_INTERVAL_S = 1.0
+WATCH_WINDOW_S = 30.0  # sampling pauses once nobody has asked for a reading for this long
 PENDING = "the first reading has not been taken yet"
 _USING_GPU = frozenset({rec.STARTING, rec.HEALTHY})
 
@@ -32,8 +36,11 @@ class Monitor:
     """Background GPU and CPU/RAM sampling with cached readings for the API."""
 
     def __init__(self, config: Config, instances: InstanceService, root: Path = detect.ROOT,
-                 gpu_interval_s: float = GPU_INTERVAL_S, system_interval_s: float = SYSTEM_INTERVAL_S) -> None:
+                 gpu_interval_s: float = GPU_INTERVAL_S, system_interval_s: float = SYSTEM_INTERVAL_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
+        self.clock = clock
+        self._asked_at = clock()  # counts as asked at start: the first dashboard finds a reading
         self.instances = instances
         self.root = root
         self.nvml = NvmlReader()
@@ -57,8 +64,14 @@ class Monitor:
 
     # -- sampling (background jobs)
 
+    def watched(self) -> bool:
+        """Whether someone asked for a reading recently enough to keep sampling."""
+        return self.clock() - self._asked_at <= WATCH_WINDOW_S
+
     def sample_gpus(self) -> None:
-        """Take one GPU reading (detecting the vendor on first use)."""
+        """Take one GPU reading (detecting the vendor on first use); skipped while unwatched."""
+        if self._gpu is not None and not self.watched():
+            return
         if self._gpu_sampler is None:
             host = detect_host(self.config, self.root)
             log.info("GPU vendor %s (%s), image %s", host.vendor or "none", host.vendor_source, host.image)
@@ -66,7 +79,10 @@ class Monitor:
         self._gpu = self._gpu_sampler.sample()
 
     def sample_system(self) -> None:
-        """Take one CPU/RAM reading (finding the manager's cgroup on first use)."""
+        """Take one CPU/RAM reading (finding the manager's cgroup on first use); skipped while
+        unwatched (psutil's CPU percent then covers the whole pause, which is still right)."""
+        if self._system is not None and not self.watched():
+            return
         if self._system_sampler is None:
             group = cgroup.cgroup_of("self", self.root) if self._in_container() else None
             self._system_sampler = SystemSampler(group)
@@ -90,6 +106,7 @@ class Monitor:
 
     def gpu_info(self) -> dict[str, Any]:
         """The latest GPU reading, each GPU with the instances assigned to it."""
+        self._asked_at = self.clock()
         reading = self._gpu or {"gpus": [], "source": "pending", "reason": PENDING, "sampled_at": None}
         host: GpuHost | None = self._gpu_sampler.host if self._gpu_sampler else None
         users = self._gpu_users([g["index"] for g in reading["gpus"]])
@@ -104,6 +121,7 @@ class Monitor:
 
     def system_info(self) -> dict[str, Any]:
         """The latest CPU/RAM reading."""
+        self._asked_at = self.clock()
         if self._system is None:
             return {"cpu_percent": None, "cpu_cores": None, "ram_total_mb": None, "ram_used_mb": None,
                     "sampled_at": None, "error": PENDING}

@@ -144,3 +144,26 @@ def test_exec_fallback_in_a_real_container_says_why_it_found_nothing(limited_con
     assert reading["gpus"] == [] and reading["source"] == "none"
     assert f"in container {limited_container.name}: nvidia-smi failed (exit 12" in reading["reason"]
     assert "rocm-smi failed (exit 12" in reading["reason"]
+
+
+def test_sampling_pauses_while_nobody_asks_and_resumes_on_the_next_ask(tmp_path):
+    sysfs = tmp_path / "host"
+    amd_card(sysfs, 0, 16 * GIB, 2 * GIB, 50, 60000)
+    config = make_config(tmp_path, LLAMAMAN_IN_DOCKER="false", LLAMAMAN_RUNTIME="process",
+                         LLAMA_SERVER_BIN="/nonexistent/llama-server", **PORTS)
+    now = [1000.0]
+    monitor = Monitor(config, build_services(config).instances, root=sysfs, clock=lambda: now[0])
+    monitor.sample_gpus()
+    monitor.sample_system()
+    first_gpu, first_system = monitor.gpu_info()["sampled_at"], monitor.system_info()["sampled_at"]
+    assert first_gpu and first_system
+    now[0] += 31  # nobody asked for 31 s: the jobs' ticks change nothing
+    monitor.sample_gpus()
+    monitor.sample_system()
+    assert monitor._gpu["sampled_at"] == first_gpu and monitor._system["sampled_at"] == first_system
+    (sysfs / "sys/class/drm/card0/device/mem_info_vram_used").write_text(str(3 * GIB))
+    assert monitor.gpu_info()["gpus"][0]["memory_used_bytes"] == 2 * GIB  # the cached reading, at once
+    monitor.sample_gpus()  # the next tick after an ask samples again
+    monitor.sample_system()
+    assert monitor.gpu_info()["gpus"][0]["memory_used_bytes"] == 3 * GIB
+    assert monitor.system_info()["sampled_at"] > first_system
