@@ -16,11 +16,8 @@ keepalive = 5
 graceful_timeout = 30
 preload_app = False  # the master never imports the app, so it starts no services
 control_socket_disable = True  # one fixed socket path would be shared by every instance on a host
-accesslog = "-"  # stdout: one logfmt line per request; the path without its query, no headers
-access_log_format = (
-    'time="%(t)s" remote=%(h)s method=%(m)s path="%(U)s" status=%(s)s bytes=%(B)s '
-    'duration_ms=%(M)s ua="%(a)s"'
-)
+accesslog = "-"  # stdout: one logfmt line per request (format in llamaman/accesslog.py)
+logger_class = "llamaman.accesslog.AccessLogger"
 errorlog = "-"
 loglevel = "info"
 
