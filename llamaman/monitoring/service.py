@@ -25,8 +25,8 @@ from llamaman.runtime import detect
 
 log = logging.getLogger(__name__)
 
-GPU_INTERVAL_S = 2.0
-SYSTEM_INTERVAL_S = 1.0
+GPU_INTERVAL_S = 5.0  # the page header polls every 5 s
+SYSTEM_INTERVAL_S = 2.0
 WATCH_WINDOW_S = 30.0  # sampling pauses once nobody has asked for a reading for this long
 PENDING = "the first reading has not been taken yet"
 _USING_GPU = frozenset({rec.STARTING, rec.HEALTHY})
