@@ -25,7 +25,19 @@ from tests.appkit import csrf_of, make_app
 from tests.conftest import require
 from tests.modelkit import write_gguf
 
-FIXTURE = Path(os.environ.get("LLAMAMAN_FIXTURES", "/work/shared/fixtures")) / "llamaman-1.2.1"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def fixtures_dir() -> Path:
+    """LLAMAMAN_FIXTURES, else the project's shared/ beside this checkout (CI clones elsewhere and
+    puts a copy of shared/ beside the clone), else the developers' /work/shared."""
+    if os.environ.get("LLAMAMAN_FIXTURES"):
+        return Path(os.environ["LLAMAMAN_FIXTURES"])
+    beside = REPO.parent / "shared" / "fixtures"
+    return beside if beside.exists() else Path("/work/shared/fixtures")
+
+
+FIXTURE = fixtures_dir() / "llamaman-1.2.1"
 CREDS = json.loads((FIXTURE / "credentials.json").read_text()) if FIXTURE.exists() else {}
 TINY = "tiny-llama-Q4_K_M.gguf"
 UPSTREAM_TABLES = ("instances", "downloads", "presets", "users", "api_keys", "settings",
