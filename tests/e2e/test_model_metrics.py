@@ -60,11 +60,13 @@ def test_every_per_model_series_moves_with_real_traffic(request, tmp_path, model
     assert sample(text, "llamaman_model_loaded_instances", model="alpha") == 1
     assert sample(text, "llamaman_models_loaded") == 1
 
-    # one long request holds the gate (max_concurrent=1): the next one waits in its queue
-    held = chat(alpha["port"], manager.key, max_tokens=256, ignore_eos=True)
+    # one long request holds the gate (max_concurrent=1): the next one waits in its queue. Keep the
+    # line iterator referenced: a discarded one is closed at once, and urllib3 then drops the
+    # connection, which ends the held request a token later (the cause of a flaky failure).
+    held = chat(alpha["port"], manager.key, max_tokens=450, ignore_eos=True)
     assert held.status_code == 200
-    first_chunk = next(held.iter_lines())
-    assert first_chunk
+    held_lines = held.iter_lines()
+    assert next(held_lines)
     queued = threading.Thread(target=chat, args=(alpha["port"], manager.key, False, 2))
     queued.start()
     wait_for(manager, "llamaman_model_queued_requests", 1, model="alpha")
