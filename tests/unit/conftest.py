@@ -1,7 +1,26 @@
-"""Fixtures shared by the model-library unit tests."""
+"""Fixtures of the unit tier: no real sockets, and the shared model-library fixtures."""
+import socket
+
 import pytest
 
 from llamaman.models.library import ModelLibrary
+
+
+class SocketInUnitTest(AssertionError):
+    """A unit test tried to bind or connect a real socket; it belongs in tests/integration."""
+
+
+def _refuse(self: socket.socket, address: object, *args: object) -> None:
+    raise SocketInUnitTest(
+        f"unit tests open no real sockets (tried {address!r}); move this test to tests/integration"
+    )
+
+
+@pytest.fixture(autouse=True)
+def no_real_sockets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail any unit test that binds or connects a socket: the unit tier stays pure and fast."""
+    for method in ("bind", "connect", "connect_ex"):
+        monkeypatch.setattr(socket.socket, method, _refuse)
 
 
 @pytest.fixture
