@@ -37,3 +37,20 @@ def library(models):
     lib = ModelLibrary(models, poll_s=3600)
     yield lib
     lib.stop()
+
+
+@pytest.fixture
+def make_node(tmp_path):
+    """Builds started nodes (tests/fakes/node.py) over the fake runtime; closes them afterwards."""
+    from tests.fakes.node import make_node as build
+
+    nodes = []
+
+    def make(autoload: bool = True, **env: str):
+        node = build(tmp_path / f"node{len(nodes)}", autoload=autoload, **env)
+        nodes.append(node)
+        return node
+
+    yield make
+    for node in nodes:
+        node.close()
