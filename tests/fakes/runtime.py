@@ -11,7 +11,7 @@ import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from llamaman.instances.health import Cancelled
 from llamaman.runtime.base import (
@@ -43,7 +43,6 @@ class FakeServer:
     loaded: bool = False
     exit: RuntimeState | None = None
     sampled: bool = False
-    log_lines: list[str] = field(default_factory=list)
 
 
 class FakeHost:
@@ -123,6 +122,7 @@ class FakeHost:
     # -- used by FakeRuntime
 
     def start(self, spec: LaunchSpec, kind: str) -> RuntimeRef:
+        """Start a server for spec (loading, or loaded at once with autoload)."""
         with self.changed:
             if self._refusals:
                 raise LaunchFailed(self._refusals.pop(0))
@@ -139,6 +139,7 @@ class FakeHost:
         return ref
 
     def server(self, ref: RuntimeRef) -> FakeServer | None:
+        """The server behind ref, None once removed."""
         with self.changed:
             server = self._servers.get(ref.handle)
             return server if server is not None and server.ref == ref else None
@@ -167,6 +168,7 @@ class FakeHost:
             self.changed.notify_all()
 
     def servers_of(self, node: str) -> Iterator[FakeServer]:
+        """The servers of one node, running or exited."""
         with self.changed:
             servers = [s for s in self._servers.values() if s.ref.node == node]
         yield from servers
