@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from llamaman.config import Config
-from llamaman.runtime.base import LaunchFailed, LaunchSpec, RuntimeRef, RuntimeState
+from llamaman.runtime.base import LaunchFailed, LaunchSpec, RuntimeRef
 from llamaman.runtime.docker import DockerRuntime
 from llamaman.runtime.docker_spec import (
     LABEL_INSTANCE,
@@ -24,31 +22,15 @@ from llamaman.runtime.docker_spec import (
 from tests.helpers import (
     TEST_LABELS,
     assert_serves_chat,
-    internal_auth,
     make_spec,
     wait_http,
 )
+from tests.runtimekit import Exits
 
 NODE = "rt-docker-node"
 NETWORK = "llamaman-rt-test"
 PREFIX = "llamaman-rt-"
 GIB = 1024**3
-
-
-class Exits:
-    """Collects what a runtime's exit listener is told."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[RuntimeRef, RuntimeState]] = []
-        self.arrived = threading.Event()
-
-    def __call__(self, ref: RuntimeRef, state: RuntimeState) -> None:
-        self.events.append((ref, state))
-        self.arrived.set()
-
-    def wait(self, timeout: float = 15.0) -> tuple[RuntimeRef, RuntimeState]:
-        assert self.arrived.wait(timeout), "the exit was not reported"
-        return self.events[-1]
 
 
 def make_config(tmp: Path, models: Path, image: str, **env: str) -> Config:
@@ -120,16 +102,6 @@ def served(
     runtime.stop(ref, grace_s=2)
 
 
-@pytest.mark.timeout(90)
-def test_served_requires_the_internal_key(served) -> None:
-    _, spec, url = served
-    assert url == f"http://127.0.0.1:{spec.internal_port}"
-    assert requests.get(f"{url}/v1/models", timeout=10).status_code == 401
-    ok = requests.get(f"{url}/v1/models", headers=internal_auth(spec), timeout=10)
-    assert ok.status_code == 200
-    assert ok.json()["data"]
-
-
 @pytest.mark.timeout(60)
 def test_served_answers_a_chat_completion(served) -> None:
     _, spec, url = served
@@ -185,12 +157,6 @@ def test_stats_are_sane(runtime: DockerRuntime, served) -> None:
 
 
 @pytest.mark.timeout(60)
-def test_output_is_copied_into_the_instance_log(served) -> None:
-    _, spec, _ = served
-    wait_for_text(spec.log_path, "listening")
-
-
-@pytest.mark.timeout(60)
 def test_discover_finds_this_node_only(
     docker_client: Any, runtime: DockerRuntime, served, llama_image: str
 ) -> None:
@@ -214,54 +180,6 @@ def test_discover_finds_this_node_only(
         assert found["served"].state.running
     finally:
         other.remove(force=True)
-
-
-@pytest.mark.timeout(90)
-def test_restarted_manager_adopts_then_detects_a_kill(
-    docker_client: Any, env: Config, model_path: Path
-) -> None:
-    first = new_runtime(env)
-    spec = make_spec(env, model_path, "adopted", threads=1, ctx_size=256)
-    ref = first.launch(spec)
-    wait_healthy(first, ref)
-    wait_for_text(spec.log_path, "listening")
-    first.close()  # the manager dies; the container keeps running
-    second = new_runtime(env)
-    exits = Exits()
-    second.set_exit_listener(exits)
-    found = {d.ref.instance_id: d for d in second.discover()}
-    assert found["adopted"].ref == ref and found["adopted"].state.running
-    second.adopt(ref)
-    host, port = second.upstream(ref)
-    assert requests.get(f"http://{host}:{port}/v1/models", timeout=10).status_code == 401
-    wait_for_text(spec.log_path, "Invalid API Key")  # logged after adoption: copied
-    assert _read(spec.log_path).count("model loaded") == 1, "adoption must not repeat old lines"
-    docker_client.containers.get(ref.handle).kill()
-    reported, state = exits.wait()
-    assert reported == ref
-    assert (state.status, state.exit_code) == ("exited", 137), state
-    assert "SIGKILL" in state.reason
-    assert second.state(ref) == state
-    final = second.stop(ref, grace_s=1)
-    assert final.exit_code == 137
-    assert second.state(ref).status == "missing"
-    second.close()
-
-
-@pytest.mark.timeout(90)
-def test_stop_removes_the_container_without_reporting_a_crash(
-    docker_client: Any, runtime: DockerRuntime, env: Config, model_path: Path
-) -> None:
-    exits = Exits()
-    runtime.set_exit_listener(exits)
-    ref = runtime.launch(make_spec(env, model_path, "stopped", threads=1, ctx_size=256))
-    wait_healthy(runtime, ref)
-    final = runtime.stop(ref, grace_s=5)
-    runtime.set_exit_listener(None)
-    assert final.status == "exited" and final.exit_code == 0, final
-    assert runtime.state(ref).status == "missing"
-    assert not docker_client.containers.list(all=True, filters={"id": ref.handle})
-    assert not exits.arrived.is_set()
 
 
 @pytest.mark.timeout(60)
@@ -320,15 +238,3 @@ def test_in_docker_mode_publishes_nothing(
     finally:
         runtime.stop(ref, grace_s=0)
         runtime.close()
-
-
-
-def wait_for_text(path: Path, text: str, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in _read(path):
-        assert time.monotonic() < deadline, f"{text!r} never reached {path}"
-        time.sleep(0.05)
-
-
-def _read(path: Path) -> str:
-    return path.read_text(errors="replace") if path.exists() else ""

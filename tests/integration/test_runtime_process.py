@@ -9,19 +9,18 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
-import requests
 
 from llamaman.config import Config
-from llamaman.runtime.base import LaunchSpec, RuntimeRef, RuntimeState
+from llamaman.runtime.base import LaunchSpec, RuntimeRef
 from llamaman.runtime.process import ProcessRuntime
-from tests.helpers import assert_serves_chat, internal_auth, make_spec, wait_http
+from tests.helpers import assert_serves_chat, make_spec, wait_http
+from tests.runtimekit import Exits
 
 NODE = "rt-proc-node"
 STUB_NODE = "rt-proc-stub"  # apart from NODE: stub teardowns stop what their node runs
@@ -48,22 +47,6 @@ STUB = textwrap.dedent(
     time.sleep(60)
     """
 )
-
-
-class Exits:
-    """Collects what a runtime's exit listener is told."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[RuntimeRef, RuntimeState]] = []
-        self.arrived = threading.Event()
-
-    def __call__(self, ref: RuntimeRef, state: RuntimeState) -> None:
-        self.events.append((ref, state))
-        self.arrived.set()
-
-    def wait(self, timeout: float = 10.0) -> tuple[RuntimeRef, RuntimeState]:
-        assert self.arrived.wait(timeout), "the exit was not reported"
-        return self.events[-1]
 
 
 def make_config(tmp: Path, binary: str, models: Path, node: str = NODE) -> Config:
@@ -291,21 +274,6 @@ def served(real, model_path: Path) -> Iterator[tuple[RuntimeRef, LaunchSpec, str
 
 
 @pytest.mark.timeout(60)
-def test_real_server_requires_the_internal_key(served) -> None:
-    _, spec, url = served
-    assert requests.get(f"{url}/v1/models", timeout=10).status_code == 401
-    assert (
-        requests.get(
-            f"{url}/v1/models", headers={"Authorization": "Bearer wrong"}, timeout=10
-        ).status_code
-        == 401
-    )
-    ok = requests.get(f"{url}/v1/models", headers=internal_auth(spec), timeout=10)
-    assert ok.status_code == 200
-    assert ok.json()["data"]
-
-
-@pytest.mark.timeout(60)
 def test_real_server_answers_a_chat_completion(served) -> None:
     _, spec, url = served
     assert_serves_chat(url, spec)
@@ -330,37 +298,6 @@ def test_real_server_process_shape_and_stats(real, served) -> None:
     assert second.mem_limit == 4 * 1024**3
     assert second.cpu_quota is None
     assert "llama" in spec.log_path.read_text(errors="replace").lower()
-
-
-@pytest.mark.timeout(60)
-def test_real_server_discovered_with_its_identity(real, served) -> None:
-    runtime, _ = real
-    ref, _, _ = served
-    found = {d.ref.instance_id: d for d in runtime.discover()}
-    assert found["served"].ref == ref
-    assert found["served"].state.running
-
-
-@pytest.mark.timeout(60)
-def test_real_server_stop_and_sigkill(real, model_path: Path) -> None:
-    runtime, config = real
-    exits = Exits()
-    runtime.set_exit_listener(exits)
-    stopped_spec = make_spec(config, model_path, "stopped", threads=1, ctx_size=256)
-    killed_spec = make_spec(config, model_path, "killed", threads=1, ctx_size=256)
-    stopped, killed = runtime.launch(stopped_spec), runtime.launch(killed_spec)
-    for spec in (stopped_spec, killed_spec):
-        wait_http(f"http://127.0.0.1:{spec.internal_port}/health", timeout=60, interval=0.05)
-    final = runtime.stop(stopped, grace_s=5)
-    assert final.status == "exited" and final.exit_code == 0, final
-    assert not psutil.pid_exists(int(stopped.handle))
-    os.kill(int(killed.handle), signal.SIGKILL)
-    reported, state = exits.wait()
-    assert reported == killed, "only the crash is reported, not the stop"
-    assert (state.status, state.exit_code) == ("exited", 137)
-    assert "SIGKILL" in state.reason
-    assert runtime.state(killed) == state
-    runtime.set_exit_listener(None)
 
 
 @pytest.mark.timeout(60)

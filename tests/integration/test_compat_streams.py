@@ -12,7 +12,7 @@ from llamaman.proxy.forward import Forwarder
 from llamaman.proxy.gate import Gates
 from llamaman.proxy.sidecar import Target
 from llamaman.proxy.upstream import UpstreamPool
-from tests.unit.test_sidecar_errors import FakeInstances
+from tests.integration.test_sidecar_errors import FakeInstances
 
 EVENT = b'data: {"choices": [{"delta": {"content": "hi"}}]}\n\n'
 HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
