@@ -15,6 +15,7 @@ from llamaman.compat import ollama_models as ollama_model_routes
 from llamaman.compat import openai as openai_routes
 from llamaman.compat import routes as compat_routes
 from llamaman.compat import solar as solar_routes
+from llamaman.compat import solar_instances as solar_instance_routes
 from llamaman.config import Config
 from llamaman.downloads import llamactl as llamactl_routes
 from llamaman.downloads import routes as download_routes
@@ -56,4 +57,5 @@ def create_app(config: Config, services: Services | None = None) -> Flask:
         app.register_blueprint(blueprint)
     app.register_blueprint(llamactl_instance_routes.bp)
     app.register_blueprint(solar_routes.bp)
+    app.register_blueprint(solar_instance_routes.bp)
     return app
