@@ -8,6 +8,7 @@ and guards it with its own keys, so neither reaches llama-server.
 """
 from __future__ import annotations
 
+import re
 import shlex
 from typing import Any
 
@@ -116,9 +117,7 @@ def _check_accepted(config: dict[str, Any]) -> None:
 
 
 def _number(text: str) -> int | float | str:
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
+    """A flag's value as the number it was given as (flags set by hand may hold anything)."""
+    if re.fullmatch(r"-?\d+", text):
+        return int(text)
+    return float(text) if re.fullmatch(r"-?\d+(\.\d*)?(e[-+]?\d+)?", text) else text

@@ -14,6 +14,7 @@ from llamaman.compat.llamactl_instances import (
     instance_id,
     restart_or_start,
 )
+from llamaman.errors import Invalid
 from llamaman.http import json_body, services
 
 bp = Blueprint("solar_instances", __name__)
@@ -42,7 +43,11 @@ def get_instance(ref: str):
 def update_instance(ref: str):
     """Replace the config; a running instance restarts with it on its port."""
     body = fmt.launch_body(json_body())
-    instance, changes, restarted = services().instances.reconfigure(instance_id(ref), body)
+    found = instance_id(ref)
+    if body["name"] != services().instances.get(found)["name"]:
+        raise Invalid("config.alias cannot change: it is the instance's name (create a new instance)",
+                      field="config.alias")
+    instance, changes, restarted = services().instances.reconfigure(found, body)
     return jsonify({"instance": fmt.instance_view(instance), "changes": changes, "restarted": restarted,
                     "message": f"Instance {instance['id']} updated successfully"})
 

@@ -90,6 +90,9 @@ def test_update_restarts_a_running_instance_and_delete_stops_it(manager, model_p
     instance = call(manager, "POST", "/instances", json=config(model_path, alias="upd")).json()["instance"]
     call(manager, "POST", f"/instances/{instance['id']}/start").raise_for_status()
     wait_for(manager, instance["id"], "running")
+    renamed = call(manager, "PUT", f"/instances/{instance['id']}", json=config(model_path, alias="other", temp=0.2))
+    assert renamed.status_code == 400 and "alias" in renamed.json()["error"]
+    assert call(manager, "GET", f"/instances/{instance['id']}").json()["config"]["temp"] == 0.7
     update = call(manager, "PUT", f"/instances/{instance['id']}", json=config(model_path, alias="upd", temp=0.2))
     assert update.status_code == 200, update.text
     assert update.json()["restarted"] is True and set(update.json()["changes"]) == {"settings"}
