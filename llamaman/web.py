@@ -10,16 +10,17 @@ from llamaman.auth.secret import load_or_create_secret
 from llamaman.auth.session import init_auth
 from llamaman.compat import embeddings as embedding_routes
 from llamaman.compat import llamactl_instances as llamactl_instance_routes
+from llamaman.compat import llamactl_models as llamactl_routes
+from llamaman.compat import localai_monitor as monitor_routes
 from llamaman.compat import ollama as ollama_routes
 from llamaman.compat import ollama_models as ollama_model_routes
 from llamaman.compat import openai as openai_routes
 from llamaman.compat import routes as compat_routes
 from llamaman.compat import solar as solar_routes
+from llamaman.compat import solar_instances as solar_instance_routes
 from llamaman.config import Config
-from llamaman.downloads import llamactl as llamactl_routes
 from llamaman.downloads import routes as download_routes
 from llamaman.http import MAX_BODY_BYTES, register_error_handlers
-from llamaman.instances import monitor as monitor_routes
 from llamaman.instances import routes as instance_routes
 from llamaman.models import routes as model_routes
 from llamaman.monitoring import routes as monitoring_routes
@@ -56,4 +57,5 @@ def create_app(config: Config, services: Services | None = None) -> Flask:
         app.register_blueprint(blueprint)
     app.register_blueprint(llamactl_instance_routes.bp)
     app.register_blueprint(solar_routes.bp)
+    app.register_blueprint(solar_instance_routes.bp)
     return app

@@ -99,9 +99,12 @@ def on_proxy_port() -> bool:
     return request.environ.get("SERVER_PORT") == str(services().config.proxy_port)
 
 
+_API_PREFIXES = ("/api/", "/instances")  # Solar Host's REST paths answer 401, not the login page
+
+
 def is_page_request(access: Access) -> bool:
     return (access is Access.MANAGEMENT and request.method in SAFE_METHODS
-            and not request.path.startswith("/api/") and request.path != METRICS_PATH
+            and not request.path.startswith(_API_PREFIXES) and request.path != METRICS_PATH
             and not request.is_json
             and request.headers.get("Upgrade", "").lower() != "websocket")  # sockets get a 401, not the login page
 

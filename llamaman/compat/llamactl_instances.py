@@ -54,7 +54,7 @@ def delete_instance(name: str):
 @bp.post(f"{PREFIX}/<name>/start")
 def start_instance(name: str):
     found = instance_id(name)
-    services().scheduler.admin_start(found, _confirmed())
+    services().scheduler.admin_start(found, confirmed_evict())
     return jsonify(_view(services().instances.get(found)))
 
 
@@ -65,13 +65,7 @@ def stop_instance(name: str):
 
 @bp.post(f"{PREFIX}/<name>/restart")
 def restart_instance(name: str):
-    found = instance_id(name)
-    svc = services()
-    if svc.instances.get(found)["status"] in ("starting", "healthy"):
-        svc.instances.restart(found)
-    else:  # stopped, failed or parked: a start, under the scheduler's cap
-        svc.scheduler.admin_start(found, _confirmed())
-    return jsonify(_view(svc.instances.get(found)))
+    return jsonify(_view(restart_or_start(instance_id(name))))
 
 
 @bp.get(f"{PREFIX}/<name>/logs")
@@ -109,13 +103,24 @@ def instance_id(name: str) -> str:
     raise NotFound(f"instance '{name}' not found")
 
 
+def restart_or_start(found: str) -> dict:
+    """Relaunch a running instance; start a stopped, failed or parked one under the model cap."""
+    svc = services()
+    if svc.instances.get(found)["status"] in ("starting", "healthy"):
+        svc.instances.restart(found)
+    else:
+        svc.scheduler.admin_start(found, confirmed_evict())
+    return svc.instances.get(found)
+
+
+def confirmed_evict() -> bool:
+    """Whether the request confirms evicting over the model cap (`?confirm_evict=true`)."""
+    return request.args.get("confirm_evict", "").lower() in ("1", "true", "yes")
+
+
 def _view(instance: dict) -> dict:
     return fmt.instance_view(instance, _node())
 
 
 def _node() -> str:
     return services().config.node_name
-
-
-def _confirmed() -> bool:
-    return request.args.get("confirm_evict", "").lower() in ("1", "true", "yes")

@@ -8,7 +8,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, stream_with_context
 
 from llamaman.compat import catalog
-from llamaman.downloads.pull import pull_progress, start_pull, wait_pull
+from llamaman.compat.ollama_pull import pull_progress, start_pull, wait_pull
 from llamaman.errors import NotFound
 from llamaman.http import json_body, services
 from llamaman.instances import records as rec

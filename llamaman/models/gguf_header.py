@@ -62,6 +62,7 @@ class GGUFHeader:
     metadata: dict[str, Any] = field(default_factory=dict)
     tensor_count: int = 0
     parameter_count: int = 0
+    tensor_bytes: int = 0  # the tensor data (the weights), as llama-server maps it
 
 
 def read_header(path: Path | str) -> GGUFHeader:
@@ -118,7 +119,7 @@ class _Cursor:
         for _ in range(kv_count):
             key = self.string(MAX_KEY_BYTES, "key")
             header.metadata[key] = self.value(self.read("I"), 0)
-        header.parameter_count = self._tensors(tensors, header.metadata)
+        header.parameter_count, header.tensor_bytes = self._tensors(tensors, header.metadata)
         return header
 
     def _version(self) -> int:
@@ -222,17 +223,17 @@ class _Cursor:
                 raise UnreadableGGUF("string in array exceeds the file")
         self.pos = pos
 
-    def _tensors(self, count: int, metadata: dict[str, Any]) -> int:
-        """Read tensor infos; return the parameter count after checking data fits the file."""
+    def _tensors(self, count: int, metadata: dict[str, Any]) -> tuple[int, int]:
+        """Read tensor infos; return parameter count and data bytes after checking data fits the file."""
         infos = [self._tensor_info() for _ in range(count)]
         alignment = metadata.get("general.alignment")
         alignment = alignment if isinstance(alignment, int) and 0 < alignment <= 1 << 16 else 32
         data_start = -(-self.pos // alignment) * alignment
-        for elements, type_id, offset in infos:
-            end = data_start + offset + _tensor_bytes(elements, type_id)
-            if end > self.size:
+        sizes = [_tensor_bytes(elements, type_id) for elements, type_id, _ in infos]
+        for (_, _, offset), size in zip(infos, sizes, strict=True):
+            if data_start + offset + size > self.size:
                 raise UnreadableGGUF("truncated: tensor data extends past the end of the file")
-        return sum(elements for elements, _, _ in infos)
+        return sum(elements for elements, _, _ in infos), sum(sizes)
 
     def _tensor_info(self) -> tuple[int, int, int]:
         self.string(MAX_KEY_BYTES, "tensor name")

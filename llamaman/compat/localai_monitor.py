@@ -9,7 +9,7 @@ from flask import Blueprint, jsonify, request
 from llamaman.errors import Invalid, LlamamanError
 from llamaman.http import services
 from llamaman.instances import records as rec
-from llamaman.instances.memory import memory_breakdown
+from llamaman.instances.memory import instance_memory
 from llamaman.proxy.upstream import UpstreamError
 
 bp = Blueprint("monitor", __name__)
@@ -66,9 +66,12 @@ def _monitor(record: dict) -> dict:
     except (LlamamanError, OSError, psutil.Error) as err:
         raise BackendError(f"backend error: {err}") from err
     used = stats["mem_used"] or 0
-    parts = memory_breakdown(instances.logs.path(record["id"])) if record["status"] == rec.HEALTHY else {}
-    breakdown = parts or {"llama-server": used}  # a build that does not log its buffers: one entry
-    result = {"state": state, "memory": {"total": sum(breakdown.values()), "breakdown": breakdown}}
+    parts, sources = {}, {}
+    if record["status"] == rec.HEALTHY:
+        parts, sources = instance_memory(record, instances.logs.path(record["id"]))
+    if not parts:  # not loaded, or an unreadable model: the process as one entry
+        parts, sources = {"llama-server": used}, {"llama-server": "process"}
+    result = {"state": state, "memory": {"total": sum(parts.values()), "breakdown": parts, "sources": sources}}
     if stats["mem_used"] is not None:
         total = psutil.virtual_memory().total
         result.update(memory_info={"rss": used, "vms": None},
