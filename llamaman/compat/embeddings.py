@@ -10,9 +10,9 @@ from typing import Any
 from flask import Blueprint, Response, jsonify
 
 from llamaman.compat.streams import UpstreamFailed, open_upstream
-from llamaman.compat.turns import Turn, refusals_recorded
 from llamaman.errors import Invalid
 from llamaman.http import json_body, services
+from llamaman.recording.turn import Turn, refusals_recorded
 from llamaman.validation import get_str
 
 bp = Blueprint("embeddings", __name__)

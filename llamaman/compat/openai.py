@@ -6,8 +6,8 @@ import json
 from flask import Blueprint, Response
 
 from llamaman.compat.streams import open_upstream, relay_sse
-from llamaman.compat.turns import Turn, refusals_recorded
 from llamaman.http import json_body, services
+from llamaman.recording.turn import Turn, refusals_recorded
 from llamaman.validation import get_bool, get_str
 
 bp = Blueprint("openai", __name__)

@@ -35,8 +35,8 @@ from llamaman.proxy.upstream import (
 )
 
 if TYPE_CHECKING:
-    from llamaman.compat.turns import Turn
     from llamaman.instances.service import InstanceService
+    from llamaman.recording.turn import Turn
 
 log = logging.getLogger(__name__)
 
