@@ -119,7 +119,9 @@ def build_services(config: Config) -> Services:
                                 ports, gates)
     library = ModelLibrary(config.models_dir)
     presets = PresetService(storage.presets, instances, config)
-    recorder = Recorder(storage.request_log, settings)
+    recorder = Recorder(storage.request_log, lambda: settings.get()["request_recording_mode"],
+                        lambda: settings.get()["request_recording_retention_days"],
+                        lambda: settings.generation)
     recording = ProxyRecording(recorder)
     ports.make_app = lambda instance_id: InstanceProxy(
         instance_id, instances, gates, upstream, api_keys, settings.require_auth, config.request_timeout,

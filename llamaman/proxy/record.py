@@ -30,7 +30,7 @@ class ProxyRecording:
 
     def enabled(self) -> bool:
         cached = self._mode
-        generation = self.recorder.settings.generation
+        generation = self.recorder.mode_version()
         if cached is not None and cached[1] == generation and self.clock() - cached[0] <= MODE_TTL_S:
             return cached[2]
         on = self.recorder.enabled()
