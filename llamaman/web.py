@@ -8,6 +8,7 @@ from flask import Flask
 from llamaman.auth import routes as auth_routes
 from llamaman.auth.secret import load_or_create_secret
 from llamaman.auth.session import init_auth
+from llamaman.backup import routes as backup_routes
 from llamaman.compat import embeddings as embedding_routes
 from llamaman.compat import llamactl_instances as llamactl_instance_routes
 from llamaman.compat import ollama as ollama_routes
@@ -52,7 +53,8 @@ def create_app(config: Config, services: Services | None = None) -> Flask:
     for blueprint in (ui_routes.bp, auth_routes.bp, settings_routes.bp, instance_routes.bp,
                       monitor_routes.bp, model_routes.bp, preset_routes.bp, compat_routes.bp,
                       ollama_routes.bp, openai_routes.bp, ollama_model_routes.bp, embedding_routes.bp,
-                      recording_routes.bp, download_routes.bp, llamactl_routes.bp, image_routes.bp, monitoring_routes.bp):
+                      recording_routes.bp, backup_routes.bp, download_routes.bp, llamactl_routes.bp, image_routes.bp,
+                      monitoring_routes.bp):
         app.register_blueprint(blueprint)
     app.register_blueprint(llamactl_instance_routes.bp)
     app.register_blueprint(solar_routes.bp)

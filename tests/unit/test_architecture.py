@@ -34,7 +34,6 @@ ALLOWED = {
     # Removed by the later commits of branch s12-rooms (issue 12 items 4 and 5).
     ("downloads.runner", "downloads.service"),
     ("runtime.args", "runtime.settings"),
-    ("settings.backup", "downloads.names"),
     ("settings.cleanup", "downloads.jobs"),
 }
 
