@@ -11,7 +11,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from llamaman.errors import Invalid
-from llamaman.models.sidecar import valid_repo_id
+from llamaman.models.source_file import valid_repo_id
 
 MAX_FILENAME_LEN = 1000
 SHARD_RE = re.compile(r"^(?P<base>.+)-(?P<index>\d{5})-of-(?P<total>\d{5})\.gguf$")

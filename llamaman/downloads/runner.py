@@ -34,7 +34,7 @@ from llamaman.downloads.plan import plan_files
 from llamaman.downloads.throttle import Throttle, TokenBucket, mbps_to_bytes
 from llamaman.downloads.transfer import FileTask, fetch, part_path
 from llamaman.models.scanner import HF_MARKER
-from llamaman.models.sidecar import write_sidecar
+from llamaman.models.source_file import write_sidecar
 
 if TYPE_CHECKING:
     from llamaman.downloads.service import DownloadService

@@ -30,7 +30,7 @@ ALLOWED = {
     ("storage.upstream", "presets.validate"),
     ("storage.upstream", "instances.records"),
     ("storage.upstream", "runtime.settings"),
-    ("storage.upstream", "models.sidecar"),
+    ("storage.upstream", "models.source_file"),
     # Removed by the later commits of branch s12-rooms (issue 12 items 4 and 5).
     ("downloads.runner", "downloads.service"),
     ("runtime.args", "runtime.settings"),
