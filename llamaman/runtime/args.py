@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from llamaman.errors import Invalid
 
 if TYPE_CHECKING:
-    from llamaman.runtime.settings import LaunchSettings
+    from llamaman.runtime.launch_settings import LaunchSettings
 
 API_KEY_ENV = "LLAMA_API_KEY"
 GPU_ENV_VARS = ("CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES")

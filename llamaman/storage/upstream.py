@@ -134,7 +134,7 @@ def instance(record: Record, node: str) -> Record:
 
 
 def _settings_body(fields: dict[str, Any]) -> dict[str, Any]:
-    from llamaman.runtime.settings import LaunchSettings
+    from llamaman.runtime.launch_settings import LaunchSettings
 
     return LaunchSettings.from_body(fields).to_body()
 

@@ -29,11 +29,11 @@ ALLOWED = {
     # room above presets/instances/runtime/models (not yet assigned).
     ("storage.upstream", "presets.validate"),
     ("storage.upstream", "instances.records"),
-    ("storage.upstream", "runtime.settings"),
+    ("storage.upstream", "runtime.launch_settings"),
     ("storage.upstream", "models.source_file"),
     # Removed by the later commits of branch s12-rooms (issue 12 items 4 and 5).
     ("downloads.runner", "downloads.service"),
-    ("runtime.args", "runtime.settings"),
+    ("runtime.args", "runtime.launch_settings"),
     ("settings.cleanup", "downloads.jobs"),
 }
 

@@ -8,7 +8,7 @@ import pytest
 
 from llamaman.errors import Invalid
 from llamaman.runtime.args import build_args, check_extra_args, parse_command
-from llamaman.runtime.settings import LaunchSettings
+from llamaman.runtime.launch_settings import LaunchSettings
 
 
 def args_for(**settings: object) -> list[str]:
