@@ -33,7 +33,6 @@ ALLOWED = {
     ("storage.upstream", "models.source_file"),
     # Removed by the later commits of branch s12-rooms (issue 12 items 4 and 5).
     ("downloads.runner", "downloads.service"),
-    ("runtime.args", "runtime.launch_settings"),
     ("settings.cleanup", "downloads.jobs"),
 }
 
