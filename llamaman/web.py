@@ -19,7 +19,6 @@ from llamaman.compat import solar as solar_routes
 from llamaman.config import Config
 from llamaman.downloads import llamactl as llamactl_routes
 from llamaman.downloads import routes as download_routes
-from llamaman.http import MAX_BODY_BYTES, register_error_handlers
 from llamaman.instances import monitor as monitor_routes
 from llamaman.instances import routes as instance_routes
 from llamaman.models import routes as model_routes
@@ -30,6 +29,7 @@ from llamaman.runtime import image_routes
 from llamaman.services import Services, build_services
 from llamaman.settings import routes as settings_routes
 from llamaman.ui import routes as ui_routes
+from llamaman.webio import MAX_BODY_BYTES, register_error_handlers
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 

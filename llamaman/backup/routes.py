@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 
 from llamaman.backup.service import BackupService
-from llamaman.http import json_body, services
+from llamaman.webio import json_body, services
 
 bp = Blueprint("backup", __name__)
 

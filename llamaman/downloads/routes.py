@@ -7,9 +7,9 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request, stream_with_context
 
 from llamaman.downloads.service import DownloadService
-from llamaman.http import json_body, services
 from llamaman.instances.routes import _int_arg
 from llamaman.validation import reject_unknown
+from llamaman.webio import json_body, services
 
 bp = Blueprint("downloads", __name__)
 _START_FIELDS = frozenset({"repo_id", "filename", "hf_token", "hf_token_id", "speed_limit_mbps"})

@@ -7,10 +7,10 @@ import psutil
 from flask import Blueprint, jsonify, request
 
 from llamaman.errors import Invalid, LlamamanError
-from llamaman.http import services
 from llamaman.instances import records as rec
 from llamaman.instances.memory import memory_breakdown
 from llamaman.proxy.upstream import UpstreamError
+from llamaman.webio import services
 
 bp = Blueprint("monitor", __name__)
 

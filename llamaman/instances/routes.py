@@ -4,10 +4,10 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request, stream_with_context
 
 from llamaman.errors import Invalid
-from llamaman.http import conditional, json_body, services
 from llamaman.instances.records import export_config
 from llamaman.runtime.args import parse_command
 from llamaman.validation import get_bool, get_str
+from llamaman.webio import conditional, json_body, services
 
 bp = Blueprint("instances", __name__)
 

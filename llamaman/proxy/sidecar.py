@@ -21,7 +21,6 @@ from urllib.parse import quote
 from llamaman.auth.guard import Access, decide
 from llamaman.auth.keys import ApiKeyService, header_credential
 from llamaman.errors import LlamamanError, NotFound, TooLarge, Unavailable, error_body
-from llamaman.http import MAX_BODY_BYTES
 from llamaman.proxy import inference
 from llamaman.proxy.gate import Gates, Ticket
 from llamaman.proxy.http1 import readable
@@ -33,6 +32,7 @@ from llamaman.proxy.upstream import (
     UpstreamPool,
     forward_headers,
 )
+from llamaman.webio import MAX_BODY_BYTES
 
 if TYPE_CHECKING:
     from llamaman.instances.service import InstanceService

@@ -8,9 +8,9 @@ import time
 from flask import Blueprint, Response, jsonify, request
 
 from llamaman.errors import Invalid, NotFound
-from llamaman.http import services
 from llamaman.recording import stats
 from llamaman.recording.metrics import CONTENT_TYPE, RuntimeCollector, render
+from llamaman.webio import services
 
 bp = Blueprint("request_log", __name__)
 

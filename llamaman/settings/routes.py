@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from llamaman.http import json_body, services
 from llamaman.settings.hf_tokens import HfTokens
+from llamaman.webio import json_body, services
 
 bp = Blueprint("settings", __name__)
 
