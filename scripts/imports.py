@@ -18,7 +18,7 @@ PACKAGE = "llamaman"
 # Why this order: leaves and records at the bottom, the things that launch and serve instances
 # above them, then the rooms that act on many of those, and the composition root on top.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("errors", "config", "validation", "webio", "jobs", "accesslog", "healthcheck"),
+    ("errors", "config", "validation", "webio", "periodic", "accesslog", "healthcheck"),
     ("storage",),
     ("auth", "runtime", "cluster", "recording"),
     ("instances",),

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from llamaman.jobs import PeriodicJob
+from llamaman.periodic import PeriodicJob
 from llamaman.recording.metrics import RequestMetrics
 from llamaman.recording.records import build_record
 from llamaman.storage.base import RequestLogRepository
