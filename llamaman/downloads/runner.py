@@ -29,11 +29,10 @@ from llamaman.downloads.jobs import (
     Control,
     Progress,
 )
-from llamaman.downloads.names import SHARD_RE
 from llamaman.downloads.plan import plan_files
 from llamaman.downloads.throttle import Throttle, TokenBucket, mbps_to_bytes
 from llamaman.downloads.transfer import FileTask, fetch, part_path
-from llamaman.models.scanner import HF_MARKER
+from llamaman.models.scanner import HF_MARKER, SHARD_RE
 from llamaman.models.source_file import write_sidecar
 
 if TYPE_CHECKING:
