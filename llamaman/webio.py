@@ -1,4 +1,4 @@
-"""Request helpers shared by the views: JSON bodies, content negotiation, error mapping."""
+"""Request helpers shared by the views: JSON bodies, query arguments, content negotiation, error mapping."""
 from __future__ import annotations
 
 from flask import Flask, Response, current_app, jsonify, request
@@ -26,6 +26,16 @@ def json_body() -> dict:
 def form_or_json() -> dict:
     """Form fields or a JSON object body, whichever the client sent."""
     return json_body() if request.is_json else request.form.to_dict()
+
+
+def int_arg(name: str, default: int, low: int, high: int, *, blank_is_default: bool = False) -> int:
+    """The query argument `name` as an integer in [low, high]; `default` when absent."""
+    raw = request.args.get(name)
+    if raw is None or (blank_is_default and raw == ""):
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise Invalid(f"'{name}' must be an integer between {low} and {high}")
+    return int(raw)
 
 
 def wants_json() -> bool:
