@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from llamaman.auth.keys import ApiKeyService
 from llamaman.auth.ratelimit import FailureLimiter
 from llamaman.auth.users import UserService
+from llamaman.cleanup.service import CleanupService
 from llamaman.cluster.registry import NodeRegistry
 from llamaman.config import Config
 from llamaman.downloads.service import DownloadService
@@ -28,7 +29,6 @@ from llamaman.recording.recorder import Recorder
 from llamaman.runtime import create_runtime
 from llamaman.runtime.images import ImageService
 from llamaman.scheduler import Scheduler
-from llamaman.settings.cleanup import CleanupService
 from llamaman.settings.service import SettingsService
 from llamaman.storage import open_storage
 from llamaman.storage.base import Storage

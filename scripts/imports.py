@@ -27,7 +27,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("settings",),
     ("downloads",),
     ("scheduler",),
-    ("backup",),
+    ("backup", "cleanup"),
     ("compat",),
     ("services", "web", "ui", "cli"),
 )

@@ -32,7 +32,6 @@ ALLOWED = {
     ("storage.upstream", "runtime.launch_settings"),
     ("storage.upstream", "models.source_file"),
     # Removed by the later commits of branch s12-rooms (issue 12 items 4 and 5).
-    ("settings.cleanup", "downloads.jobs"),
 }
 
 
