@@ -65,6 +65,18 @@ class TooManyRequests(LlamamanError):
     status = 429
 
 
+class UpstreamFailed(LlamamanError):
+    """llama-server could not be reached, broke the connection or failed the request (504: it timed out)."""
+
+    status = 502
+
+    def __init__(self, message: str, *, timeout: bool = False, **extra: object) -> None:
+        super().__init__(message, **extra)
+        self.timeout = timeout
+        if timeout:
+            self.status = 504
+
+
 class Unavailable(LlamamanError):
     status = 503
 

@@ -6,10 +6,9 @@ import json
 import psutil
 from flask import Blueprint, jsonify, request
 
-from llamaman.errors import Invalid, LlamamanError
+from llamaman.errors import Invalid, LlamamanError, UpstreamFailed
 from llamaman.instances import records as rec
 from llamaman.instances.memory import memory_breakdown
-from llamaman.proxy.upstream import UpstreamError
 from llamaman.webio import services
 
 bp = Blueprint("monitor", __name__)
@@ -85,6 +84,6 @@ def _busy_state(record: dict) -> int:
                                              {"Authorization": f"Bearer {target.api_key}"}, None)
         slots = json.loads(response.read()) if response.status == 200 else []
         response.release_conn()
-    except (UpstreamError, ValueError):
+    except (UpstreamFailed, ValueError):
         return READY
     return BUSY if any(isinstance(s, dict) and s.get("is_processing") for s in slots) else READY

@@ -23,8 +23,6 @@ ALLOWED = {
     ("instances.service", "proxy.sidecar"),
     # Lifecycle in three files with a local import to dodge the circle (issue 12 item 2, "core").
     ("instances.service", "instances.restore"),
-    # The LocalAI monitor is a dialect; it moves to compat/ (issue 12 item 4, "dialects").
-    ("instances.monitor", "proxy.upstream"),
     # storage/upstream.py imports LlamaMan 1.2.1's data into the domain formats; it belongs in a
     # room above presets/instances/runtime/models (not yet assigned).
     ("storage.upstream", "presets.validate"),
