@@ -1,4 +1,12 @@
-"""The one exception tree of the domain; the web layer maps it to HTTP once."""
+"""The one exception tree of the domain; the web layer maps it to HTTP once.
+
+Every error a request can meet derives from LlamamanError and carries its HTTP status. Four
+exceptions stay outside on purpose, because they are not errors to answer with:
+`config.ConfigError` (stops the process at start, exit 78), `downloads.failures.Stopped` and
+`instances.health.Cancelled` (control flow: a job or launch was asked to stop), and
+`proxy.http1.BrokenUpstream` (an OSError, so socket-level handling treats a broken connection
+like any other; the upstream pool turns it into UpstreamFailed).
+"""
 from __future__ import annotations
 
 _OPENAI_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",

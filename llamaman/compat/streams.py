@@ -8,7 +8,7 @@ from typing import Any
 
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from llamaman.errors import LlamamanError
+from llamaman.errors import LlamamanError, UpstreamFailed
 from llamaman.proxy.forward import Forwarder, Opened
 from llamaman.proxy.upstream import body_chunks
 
@@ -20,7 +20,7 @@ CUT_SHORT = "llama-server stopped while streaming: the stream ended before it wa
 CLIENT_GONE = (499, "client disconnected")
 
 
-class StreamCut(Exception):
+class StreamCut(UpstreamFailed):
     """The upstream stream ended without its final `[DONE]` event."""
 
 
