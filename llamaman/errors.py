@@ -27,6 +27,12 @@ def error_body(status: int, message: str, path: str, extra: dict | None = None) 
     return {"error": {"message": message, "type": kind, "param": None, "code": status}}
 
 
+def http_parts(err: LlamamanError, path: str) -> tuple[int, dict, dict[str, str]]:
+    """(status, JSON body, headers) of the answer to a request that met this error at `path`."""
+    headers = {"Retry-After": str(err.extra["retry_after"])} if "retry_after" in err.extra else {}
+    return err.status, error_body(err.status, err.message, path, err.extra), headers
+
+
 class LlamamanError(Exception):
     """Base of every domain error; `status` is the HTTP status it maps to."""
 
@@ -69,6 +75,18 @@ class QueueFull(LlamamanError):
     status = 429
 
 
+class ClientGone(LlamamanError):
+    """The client went away while its request waited in a gate (nginx's 499)."""
+
+    status = 499
+
+
+class BackendError(LlamamanError):
+    """LocalAI's monitor could not read a backend's state."""
+
+    status = 500
+
+
 class TooManyRequests(LlamamanError):
     status = 429
 
@@ -87,6 +105,12 @@ class UpstreamFailed(LlamamanError):
 
 class Unavailable(LlamamanError):
     status = 503
+
+
+class GateTimeout(LlamamanError):
+    """A request waited in its gate's queue past the request timeout."""
+
+    status = 504
 
 
 class StorageError(LlamamanError):

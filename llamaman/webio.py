@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from llamaman.errors import Invalid, LlamamanError, error_body
+from llamaman.errors import Invalid, LlamamanError, error_body, http_parts
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 _JSON_PREFIXES = ("/api/", "/v1/", "/backend/")
@@ -51,10 +51,10 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(LlamamanError)
     def domain_error(err: LlamamanError):
-        response = jsonify(error_body(err.status, err.message, request.path, err.extra))
-        response.status_code = err.status
-        if "retry_after" in err.extra:
-            response.headers["Retry-After"] = str(err.extra["retry_after"])
+        status, body, headers = http_parts(err, request.path)
+        response = jsonify(body)
+        response.status_code = status
+        response.headers.update(headers)
         return response
 
     @app.errorhandler(HTTPException)

@@ -9,8 +9,8 @@ TOKEN_HINT = "set a valid HuggingFace token (the download's hf_token, the stored
 class DownloadFailed(UpstreamFailed):
     """A download attempt failed; `retryable` failures are retried when auto-retry is on."""
 
-    def __init__(self, message: str, *, retryable: bool = False) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, retryable: bool = False, **extra: object) -> None:
+        super().__init__(message, **extra)
         self.retryable = retryable
 
 

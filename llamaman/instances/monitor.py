@@ -6,7 +6,7 @@ import json
 import psutil
 from flask import Blueprint, jsonify, request
 
-from llamaman.errors import Invalid, LlamamanError, UpstreamFailed
+from llamaman.errors import BackendError, Invalid, LlamamanError, UpstreamFailed
 from llamaman.instances import records as rec
 from llamaman.instances.memory import memory_breakdown
 from llamaman.webio import services
@@ -16,10 +16,6 @@ bp = Blueprint("monitor", __name__)
 UNINITIALIZED, BUSY, READY, ERROR = 0, 1, 2, -1
 _STATE = {rec.STARTING: UNINITIALIZED, rec.SLEEPING: UNINITIALIZED, rec.STOPPED: UNINITIALIZED,
           rec.FAILED: ERROR}
-
-
-class BackendError(LlamamanError):
-    status = 500
 
 
 @bp.route("/backend/monitor", methods=["GET", "POST"])
