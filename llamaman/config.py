@@ -20,7 +20,10 @@ _NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
 
 
 class ConfigError(Exception):
-    """A configuration value is missing or invalid."""
+    """A configuration value is missing or invalid.
+
+    Outside the LlamamanError tree on purpose: it stops the process at start (exit 78), before
+    any request exists; a launch body parsed with these helpers turns it into Invalid."""
 
     def __init__(self, variable: str, message: str) -> None:
         super().__init__(f"{variable}: {message}")

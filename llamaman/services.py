@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from llamaman.auth.keys import ApiKeyService
 from llamaman.auth.ratelimit import FailureLimiter
 from llamaman.auth.users import UserService
+from llamaman.cleanup.service import CleanupService
 from llamaman.cluster.registry import NodeRegistry
 from llamaman.config import Config
 from llamaman.downloads.service import DownloadService
@@ -28,7 +29,6 @@ from llamaman.recording.recorder import Recorder
 from llamaman.runtime import create_runtime
 from llamaman.runtime.images import ImageService
 from llamaman.scheduler import Scheduler
-from llamaman.settings.cleanup import CleanupService
 from llamaman.settings.service import SettingsService
 from llamaman.storage import open_storage
 from llamaman.storage.base import Storage
@@ -119,7 +119,9 @@ def build_services(config: Config) -> Services:
                                 ports, gates)
     library = ModelLibrary(config.models_dir)
     presets = PresetService(storage.presets, instances, config)
-    recorder = Recorder(storage.request_log, settings)
+    recorder = Recorder(storage.request_log, lambda: settings.get()["request_recording_mode"],
+                        lambda: settings.get()["request_recording_retention_days"],
+                        lambda: settings.generation)
     recording = ProxyRecording(recorder)
     ports.make_app = lambda instance_id: InstanceProxy(
         instance_id, instances, gates, upstream, api_keys, settings.require_auth, config.request_timeout,

@@ -8,6 +8,7 @@ from flask import Flask
 from llamaman.auth import routes as auth_routes
 from llamaman.auth.secret import load_or_create_secret
 from llamaman.auth.session import init_auth
+from llamaman.backup import routes as backup_routes
 from llamaman.compat import embeddings as embedding_routes
 from llamaman.compat import llamactl_instances as llamactl_instance_routes
 from llamaman.compat import llamactl_models as llamactl_routes
@@ -20,7 +21,6 @@ from llamaman.compat import solar as solar_routes
 from llamaman.compat import solar_instances as solar_instance_routes
 from llamaman.config import Config
 from llamaman.downloads import routes as download_routes
-from llamaman.http import MAX_BODY_BYTES, register_error_handlers
 from llamaman.instances import routes as instance_routes
 from llamaman.models import routes as model_routes
 from llamaman.monitoring import routes as monitoring_routes
@@ -30,6 +30,7 @@ from llamaman.runtime import image_routes
 from llamaman.services import Services, build_services
 from llamaman.settings import routes as settings_routes
 from llamaman.ui import routes as ui_routes
+from llamaman.webio import MAX_BODY_BYTES, register_error_handlers
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,7 +54,8 @@ def create_app(config: Config, services: Services | None = None) -> Flask:
     for blueprint in (ui_routes.bp, auth_routes.bp, settings_routes.bp, instance_routes.bp,
                       monitor_routes.bp, model_routes.bp, preset_routes.bp, compat_routes.bp,
                       ollama_routes.bp, openai_routes.bp, ollama_model_routes.bp, embedding_routes.bp,
-                      recording_routes.bp, download_routes.bp, llamactl_routes.bp, image_routes.bp, monitoring_routes.bp):
+                      recording_routes.bp, backup_routes.bp, download_routes.bp, llamactl_routes.bp, image_routes.bp,
+                      monitoring_routes.bp):
         app.register_blueprint(blueprint)
     app.register_blueprint(llamactl_instance_routes.bp)
     app.register_blueprint(solar_routes.bp)

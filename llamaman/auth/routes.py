@@ -8,8 +8,8 @@ from llamaman.auth.guard import Kind, csrf_token
 from llamaman.auth.keys import SCOPES
 from llamaman.auth.session import User, current_credential
 from llamaman.errors import Forbidden, LlamamanError
-from llamaman.http import form_or_json, json_body, services, wants_json
 from llamaman.validation import get_choice, get_str
+from llamaman.webio import form_or_json, json_body, services, wants_json
 
 bp = Blueprint("auth", __name__)
 

@@ -22,7 +22,7 @@ from llamaman.auth.guard import (
     session_authorised,
 )
 from llamaman.errors import Unauthorized
-from llamaman.http import services
+from llamaman.webio import services
 
 _FORM_POSTS = frozenset({"/login", "/setup"})
 

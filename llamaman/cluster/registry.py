@@ -7,7 +7,7 @@ import time
 
 from llamaman import __version__
 from llamaman.config import Config
-from llamaman.jobs import PeriodicJob
+from llamaman.periodic import PeriodicJob
 from llamaman.storage.base import Collection, Record
 
 CLUSTER_HEARTBEAT_S = 5.0

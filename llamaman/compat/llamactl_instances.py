@@ -11,8 +11,8 @@ from werkzeug.test import run_wsgi_app
 
 from llamaman.compat import llamactl_format as fmt
 from llamaman.errors import Conflict, Invalid, NotFound
-from llamaman.http import json_body, services
 from llamaman.proxy.sidecar import PREAUTHORISED
+from llamaman.webio import json_body, services
 
 bp = Blueprint("llamactl_instances", __name__)
 

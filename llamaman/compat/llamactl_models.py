@@ -10,9 +10,9 @@ from flask import Blueprint, jsonify, request
 from llamaman.downloads import cache
 from llamaman.downloads.names import check_repo_id, parse_model_ref
 from llamaman.downloads.service import DownloadService
-from llamaman.http import json_body, services
 from llamaman.models.routes import busy_paths
 from llamaman.validation import reject_unknown
+from llamaman.webio import json_body, services
 
 bp = Blueprint("llamactl_models", __name__)
 PREFIX = "/api/v1/backends/llama-cpp/models"

@@ -6,21 +6,16 @@ import json
 import psutil
 from flask import Blueprint, jsonify, request
 
-from llamaman.errors import Invalid, LlamamanError
-from llamaman.http import services
+from llamaman.compat.localai_memory import instance_memory
+from llamaman.errors import BackendError, Invalid, LlamamanError, UpstreamFailed
 from llamaman.instances import records as rec
-from llamaman.instances.memory import instance_memory
-from llamaman.proxy.upstream import UpstreamError
+from llamaman.webio import services
 
 bp = Blueprint("monitor", __name__)
 
 UNINITIALIZED, BUSY, READY, ERROR = 0, 1, 2, -1
 _STATE = {rec.STARTING: UNINITIALIZED, rec.SLEEPING: UNINITIALIZED, rec.STOPPED: UNINITIALIZED,
           rec.FAILED: ERROR}
-
-
-class BackendError(LlamamanError):
-    status = 500
 
 
 @bp.route("/backend/monitor", methods=["GET", "POST"])
@@ -88,6 +83,6 @@ def _busy_state(record: dict) -> int:
                                              {"Authorization": f"Bearer {target.api_key}"}, None)
         slots = json.loads(response.read()) if response.status == 200 else []
         response.release_conn()
-    except (UpstreamError, ValueError):
+    except (UpstreamFailed, ValueError):
         return READY
     return BUSY if any(isinstance(s, dict) and s.get("is_processing") for s in slots) else READY

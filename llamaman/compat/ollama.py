@@ -11,13 +11,13 @@ from flask import Blueprint, Response, jsonify
 
 from llamaman.compat import ollama_format as fmt
 from llamaman.compat import streams
-from llamaman.compat.turns import Turn, refusals_recorded
 from llamaman.errors import Invalid, NotFound
-from llamaman.http import json_body, services
 from llamaman.proxy.forward import Opened
 from llamaman.recording.recorder import Recorder
+from llamaman.recording.turn import Turn, refusals_recorded
 from llamaman.scheduler import API_LAUNCHERS
 from llamaman.validation import get_bool, get_str
+from llamaman.webio import json_body, services
 
 bp = Blueprint("ollama", __name__)
 NDJSON = "application/x-ndjson"

@@ -10,10 +10,10 @@ from flask import Blueprint, Response, jsonify, stream_with_context
 from llamaman.compat import catalog
 from llamaman.compat.ollama_pull import pull_progress, start_pull, wait_pull
 from llamaman.errors import NotFound
-from llamaman.http import json_body, services
 from llamaman.instances import records as rec
 from llamaman.models.routes import busy_paths
 from llamaman.validation import get_str
+from llamaman.webio import json_body, services
 
 bp = Blueprint("ollama_models", __name__)
 

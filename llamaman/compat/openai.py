@@ -6,9 +6,9 @@ import json
 from flask import Blueprint, Response
 
 from llamaman.compat.streams import open_upstream, relay_sse
-from llamaman.compat.turns import Turn, refusals_recorded
-from llamaman.http import json_body, services
+from llamaman.recording.turn import Turn, refusals_recorded
 from llamaman.validation import get_bool, get_str
+from llamaman.webio import json_body, services
 
 bp = Blueprint("openai", __name__)
 

@@ -5,7 +5,7 @@ from flask import Blueprint, Response, jsonify
 
 from llamaman import __version__
 from llamaman.compat import catalog
-from llamaman.http import services
+from llamaman.webio import services
 
 bp = Blueprint("compat", __name__)
 

@@ -16,7 +16,7 @@ from simple_websocket import ConnectionClosed
 
 from llamaman.compat.llamactl_instances import instance_id
 from llamaman.errors import Forbidden, Invalid
-from llamaman.http import services
+from llamaman.webio import services
 
 bp = Blueprint("solar", __name__)
 sock = Sock()

@@ -15,7 +15,7 @@ from llamaman.compat.llamactl_instances import (
     restart_or_start,
 )
 from llamaman.errors import Invalid
-from llamaman.http import json_body, services
+from llamaman.webio import json_body, services
 
 bp = Blueprint("solar_instances", __name__)
 

@@ -8,9 +8,9 @@ from typing import Any
 
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from llamaman.errors import LlamamanError
+from llamaman.errors import LlamamanError, UpstreamFailed
 from llamaman.proxy.forward import Forwarder, Opened
-from llamaman.proxy.upstream import UpstreamError, body_chunks
+from llamaman.proxy.upstream import body_chunks
 
 DONE = object()
 _DECODER = json.JSONDecoder()
@@ -20,24 +20,13 @@ CUT_SHORT = "llama-server stopped while streaming: the stream ended before it wa
 CLIENT_GONE = (499, "client disconnected")
 
 
-class UpstreamFailed(LlamamanError):
-    """llama-server could not be reached, broke the connection or failed the request."""
-
-    status = 502
-
-
-class StreamCut(Exception):
+class StreamCut(UpstreamFailed):
     """The upstream stream ended without its final `[DONE]` event."""
 
 
 def open_upstream(forwarder: Forwarder, instance_id: str, path: str, body: dict[str, Any]) -> Opened:
-    """Forward a request; an unreachable llama-server is a 502 (504 when it timed out)."""
-    try:
-        return forwarder.open(instance_id, path, body)
-    except UpstreamError as err:
-        failure = UpstreamFailed(str(err))
-        failure.status = 504 if err.timeout else 502
-        raise failure from err
+    """Forward a request; an unreachable llama-server raises UpstreamFailed (502, 504 when it timed out)."""
+    return forwarder.open(instance_id, path, body)
 
 
 def sse_events(opened: Opened) -> Iterator[Any]:

@@ -1,20 +1,24 @@
 """Why a download stopped: a failure (retryable or not) or a stop request (pause, cancel)."""
 from __future__ import annotations
 
+from llamaman.errors import UpstreamFailed
+
 TOKEN_HINT = "set a valid HuggingFace token (the download's hf_token, the stored token setting, or HF_TOKEN)"
 
 
-class DownloadFailed(Exception):
+class DownloadFailed(UpstreamFailed):
     """A download attempt failed; `retryable` failures are retried when auto-retry is on."""
 
-    def __init__(self, message: str, *, retryable: bool = False) -> None:
-        super().__init__(message)
-        self.message = message
+    def __init__(self, message: str, *, retryable: bool = False, **extra: object) -> None:
+        super().__init__(message, **extra)
         self.retryable = retryable
 
 
 class Stopped(Exception):
-    """The job was asked to pause, cancel or shut down while it ran."""
+    """The job was asked to pause, cancel or shut down while it ran.
+
+    Outside the LlamamanError tree on purpose: a stop request is control flow, not a failure,
+    and nothing that handles domain errors may catch it."""
 
 
 def http_failure(status: int, what: str) -> DownloadFailed:

@@ -11,10 +11,10 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from llamaman.errors import Invalid
-from llamaman.models.sidecar import valid_repo_id
+from llamaman.models.scanner import SHARD_RE
+from llamaman.models.source_file import valid_repo_id
 
 MAX_FILENAME_LEN = 1000
-SHARD_RE = re.compile(r"^(?P<base>.+)-(?P<index>\d{5})-of-(?P<total>\d{5})\.gguf$")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f\\]")
 _TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
 DEFAULT_TAG = "latest"
@@ -78,8 +78,8 @@ def shard_siblings(filename: str, names: list[str]) -> list[str]:
     match = SHARD_RE.match(filename)
     if not match:
         return [filename]
-    base, total = match["base"], match["total"]
-    wanted = {f"{base}-{index:05d}-of-{total}.gguf" for index in range(1, int(total) + 1)}
+    base, total, suffix = match["base"], match["total"], match["suffix"]
+    wanted = {f"{base}-{index:05d}-of-{total}{suffix}" for index in range(1, int(total) + 1)}
     found = sorted(n for n in names if n in wanted)
     return found or [filename]
 
@@ -88,7 +88,7 @@ def sibling_shard_path(first_dest: Path, shard_name: str) -> Path:
     """Where a further shard lands when the first shard was given an explicit destination."""
     first, shard = SHARD_RE.match(first_dest.name), SHARD_RE.match(PurePosixPath(shard_name).name)
     if first and shard:
-        return first_dest.with_name(f"{first['base']}-{shard['index']}-of-{shard['total']}.gguf")
+        return first_dest.with_name(f"{first['base']}-{shard['index']}-of-{shard['total']}{first['suffix']}")
     return first_dest.with_name(PurePosixPath(shard_name).name)
 
 

@@ -17,7 +17,6 @@ from llamaman.downloads.hub import RepoSnapshot
 from llamaman.downloads.names import (
     DEFAULT_QUANT,
     DEFAULT_TAG,
-    SHARD_RE,
     cache_name,
     check_filename,
     inside,
@@ -28,6 +27,7 @@ from llamaman.downloads.names import (
     sibling_shard_path,
 )
 from llamaman.errors import Invalid
+from llamaman.models.scanner import SHARD_RE
 
 PRESET_FILE = "preset.ini"
 MAX_LISTED = 12

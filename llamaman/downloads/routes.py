@@ -7,9 +7,8 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request, stream_with_context
 
 from llamaman.downloads.service import DownloadService
-from llamaman.http import json_body, services
-from llamaman.instances.routes import _int_arg
 from llamaman.validation import reject_unknown
+from llamaman.webio import int_arg, json_body, services
 
 bp = Blueprint("downloads", __name__)
 _START_FIELDS = frozenset({"repo_id", "filename", "hf_token", "hf_token_id", "speed_limit_mbps"})
@@ -67,7 +66,7 @@ def resume_download(job_id: str):
 def download_logs(job_id: str):
     service = _downloads()
     service.get(job_id)  # 404 for unknown ids
-    return jsonify({"id": job_id, "lines": service.logs.tail(job_id, _int_arg("lines", 200, 1, 10_000))})
+    return jsonify({"id": job_id, "lines": service.logs.tail(job_id, int_arg("lines", 200, 1, 10_000))})
 
 
 @bp.get("/api/downloads/<job_id>/logs/stream")
@@ -76,7 +75,7 @@ def stream_download_logs(job_id: str):
     service = _downloads()
     service.get(job_id)
     last_id = request.headers.get("Last-Event-ID") or request.args.get("last_event_id")
-    events = service.logs.stream(job_id, last_id, _int_arg("lines", 100, 0, 10_000),
+    events = service.logs.stream(job_id, last_id, int_arg("lines", 100, 0, 10_000),
                                  alive=lambda: not service.closing)
     return Response(stream_with_context(events), mimetype="text/event-stream",
                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

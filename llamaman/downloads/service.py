@@ -5,8 +5,9 @@ process stopped are queued again and resume from the bytes on disk; paused jobs 
 Job tokens are kept in memory only (never stored, logged or returned): a job resumed after a
 restart uses the stored token setting or HF_TOKEN instead.
 
-Lock order: DownloadService._lock is a leaf; storage and file I/O happen outside it, except
-the short record updates that decide a status change (so two callers cannot both win).
+Lock order: DownloadService._lock, then the job store's leaf lock; storage and file I/O happen
+outside them, except the short record updates that decide a status change (so two callers
+cannot both win).
 """
 from __future__ import annotations
 
@@ -28,12 +29,12 @@ from llamaman.downloads.jobs import (
     PAUSED,
     QUEUED,
     Control,
-    Progress,
     new_job,
     public_view,
 )
 from llamaman.downloads.logs import DownloadLogs
 from llamaman.downloads.runner import Runner, remove_partials
+from llamaman.downloads.store import JobStore
 from llamaman.downloads.throttle import TokenBucket, mbps_to_bytes
 from llamaman.errors import Conflict, Invalid, NotFound
 from llamaman.settings.hf_tokens import HfTokens
@@ -54,36 +55,34 @@ class DownloadService:
     def __init__(self, config: Config, repo: Collection, settings: SettingsService, library: Any,
                  hub: HubClient | None = None, *, workers: int = WORKERS, retry_base_s: float = 1.0) -> None:
         self.config = config
-        self.repo = repo
         self.settings = settings
-        self.library = library
-        self.hub = hub or HubClient(config.hf_endpoint)
-        self.logs = DownloadLogs(config.logs_dir)
+        self.jobs = JobStore(repo, DownloadLogs(config.logs_dir), self._secrets)
+        self.logs = self.jobs.logs
         self.models_dir = Path(config.models_dir)
         self.cache_dir = Path(config.llamactl_cache_dir or self.models_dir / "llamactl-cache")
         self.global_bucket = TokenBucket()
         self.workers = workers
-        self.retry_base_s = retry_base_s
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._queue: deque[str] = deque()
         self._running: dict[str, Control] = {}
-        self._live: dict[str, Progress] = {}
         self._tokens: dict[str, str] = {}
-        self._claims: dict[str, str] = {}  # destination path -> job id writing it
         self._threads: list[threading.Thread] = []
         self._closing = False
         self._limits_at = float("-inf")
-        self.runner = Runner(self)
+        self.runner = Runner(self.jobs, hub or HubClient(config.hf_endpoint), self.models_dir, self.cache_dir,
+                             token_for=self.token_for, global_limit=self._global_limit,
+                             retry_policy=self.retry_policy, landed=library.invalidate,
+                             retry_base_s=retry_base_s)
 
     # lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
         """Re-queue interrupted jobs and start the workers."""
         self._closing = False
         self._queue.clear()
-        for record in sorted(self.repo.list(), key=lambda r: r.get("created_at") or 0):
+        for record in sorted(self.jobs.list(), key=lambda r: r.get("created_at") or 0):
             if record.get("status") == DOWNLOADING:
-                self._save(record["id"], status=QUEUED)
+                self.jobs.save(record["id"], status=QUEUED)
                 self.note(record["id"], "resumed after a restart: continuing from the bytes on disk")
             if record.get("status") in (QUEUED, DOWNLOADING):
                 self._queue.append(record["id"])
@@ -150,12 +149,12 @@ class DownloadService:
 
     def list(self) -> list[dict]:
         """Every job of this node, newest first."""
-        records = sorted(self.repo.list(), key=lambda r: r.get("created_at") or 0, reverse=True)
+        records = sorted(self.jobs.list(), key=lambda r: r.get("created_at") or 0, reverse=True)
         return [self._view(r) for r in records]
 
     def _view(self, record: dict[str, Any]) -> dict:
         # log_file: LlamaMan 1.2.1's field; the same log is served by /api/downloads/<id>/logs
-        return {**public_view(record, self._live.get(record["id"])), "log_file": str(self.logs.path(record["id"]))}
+        return {**public_view(record, self.jobs.live(record["id"])), "log_file": str(self.logs.path(record["id"]))}
 
     def pause(self, job_id: str) -> dict:
         """Pause a queued or running job; its part files stay for a Range resume."""
@@ -175,7 +174,7 @@ class DownloadService:
         if control is None or self._record(job_id).get("status") != CANCELLED:
             record = self._transition(job_id, {QUEUED, PAUSED, FAILED}, CANCELLED, "cancelled",
                                       finished_at=time.time())
-            remove_partials(record, self._claimed_by_others(job_id))
+            remove_partials(record, self.jobs.claimed_by_others(job_id))
         return self.get(job_id)
 
     def remove(self, job_id: str) -> dict:
@@ -183,14 +182,13 @@ class DownloadService:
         record = self._record(job_id)
         if record.get("status") in ACTIVE:
             raise Conflict(f"download {job_id} is {record['status']}; cancel it before removing it")
-        remove_partials(record, self._claimed_by_others(job_id))
-        self.repo.delete(job_id)
-        self.logs.delete(job_id)
+        remove_partials(record, self.jobs.claimed_by_others(job_id))
+        self.jobs.delete(job_id)
         with self._lock:
             self._tokens.pop(job_id, None)
         return {"id": job_id, "removed": True, "status": "removed"}
 
-    # collaborators of the runner ----------------------------------------------------------
+    # what the runner is given ---------------------------------------------------------------
     def token_for(self, job_id: str) -> str | None:
         """The job's own token (or the saved one it names), else the stored setting, else HF_TOKEN."""
         own = self._tokens.get(job_id) or self._named_token(job_id)
@@ -198,7 +196,7 @@ class DownloadService:
 
     def _named_token(self, job_id: str) -> str | None:
         """The saved token named by the job's hf_token_id (after a restart the memory is empty)."""
-        token_id = (self.repo.get(job_id) or {}).get("hf_token_id")
+        token_id = (self.jobs.get(job_id) or {}).get("hf_token_id")
         secret = HfTokens(self.settings.repo).secret(token_id) if token_id else None
         if secret:
             with self._lock:
@@ -207,37 +205,24 @@ class DownloadService:
 
     def note(self, job_id: str, message: str) -> None:
         """Append a line to the job's log with every known token masked."""
-        secrets = (self._tokens.get(job_id), self.settings.hf_token(), self.config.hf_token)
-        self.logs.write(job_id, message, secrets)
+        self.jobs.note(job_id, message)
 
-    def refresh_limits(self) -> None:
-        """Apply the global speed limit setting (read at most once a second)."""
+    def _secrets(self, job_id: str) -> tuple[str | None, ...]:
+        return self._tokens.get(job_id), self.settings.hf_token(), self.config.hf_token
+
+    def _global_limit(self) -> TokenBucket:
+        """The shared bucket, with the global speed limit setting applied (read at most once a second)."""
         now = time.monotonic()
-        if now - self._limits_at < LIMITS_TTL_S:
-            return
-        self._limits_at = now
-        limit = self.settings.get().get("download_speed_limit_mbps") or 0
-        self.global_bucket.set_rate(mbps_to_bytes(limit))
+        if now - self._limits_at >= LIMITS_TTL_S:
+            self._limits_at = now
+            limit = self.settings.get().get("download_speed_limit_mbps") or 0
+            self.global_bucket.set_rate(mbps_to_bytes(limit))
+        return self.global_bucket
 
     def retry_policy(self) -> tuple[bool, int]:
+        """(auto retry on, retries per failed download) from the settings."""
         settings = self.settings.get()
         return bool(settings.get("auto_retry_failed_downloads")), int(settings.get("retry_count_per_failed_download") or 3)
-
-    def claim(self, job_id: str, dest: str) -> bool:
-        """Reserve a destination for one job at a time; False when another job writes it."""
-        with self._lock:
-            owner = self._claims.setdefault(dest, job_id)
-            return owner == job_id
-
-    def track(self, job_id: str, progress: Progress | None) -> None:
-        with self._lock:
-            if progress is None:
-                self._live.pop(job_id, None)
-            else:
-                self._live[job_id] = progress
-
-    def _save(self, job_id: str, **fields: Any) -> dict | None:
-        return self.repo.update(job_id, lambda cur: {**cur, **fields, "updated_at": time.time()} if cur else None)
 
     # internals -------------------------------------------------------------------------
     def _checked_dest(self, dest_path: Path | str | None, filename: str | None) -> Path | None:
@@ -252,7 +237,7 @@ class DownloadService:
         token = _checked_token(token)
         record["has_token"] = bool(token)
         self._refuse_duplicate(record)
-        self.repo.put(record["id"], record)
+        self.jobs.put(record)
         with self._wake:
             if token:
                 self._tokens[record["id"]] = token
@@ -264,13 +249,13 @@ class DownloadService:
 
     def _refuse_duplicate(self, record: dict[str, Any]) -> None:
         same = ("kind", "layout", "repo_id", "filename", "tag", "dest_path")
-        for other in self.repo.list():
+        for other in self.jobs.list():
             if other.get("status") in ACTIVE and all(other.get(k) == record.get(k) for k in same):
                 raise Conflict(f"{record['repo_id']} is already being downloaded (job {other['id']})",
                                job_id=other["id"])
 
     def _record(self, job_id: str) -> dict[str, Any]:
-        record = self.repo.get(job_id) if isinstance(job_id, str) else None
+        record = self.jobs.get(job_id) if isinstance(job_id, str) else None
         if record is None:
             raise NotFound(f"download {str(job_id)[:64]!r} not found")
         return record
@@ -289,7 +274,7 @@ class DownloadService:
                 self._wake.notify()
             elif job_id in self._queue:
                 self._queue.remove(job_id)
-            updated = self._save(job_id, status=status, **fields) or record
+            updated = self.jobs.save(job_id, status=status, **fields) or record
         self.note(job_id, verb)
         return updated
 
@@ -303,10 +288,6 @@ class DownloadService:
         if control is not None and not control.finished.wait(STOP_WAIT_S):
             raise Conflict(f"download {job_id} did not stop within {STOP_WAIT_S:.0f} s; try again")
         return control
-
-    def _claimed_by_others(self, job_id: str) -> set[str]:
-        with self._lock:
-            return {dest for dest, owner in self._claims.items() if owner != job_id}
 
     def _work(self) -> None:
         while True:
@@ -323,14 +304,12 @@ class DownloadService:
                 self.runner.run(job_id, control)
             except Exception as exc:  # a bug must fail the job, not kill the worker
                 log.exception("download %s crashed", job_id)
-                self._save(job_id, status=FAILED, error=f"internal error: {type(exc).__name__}",
-                           finished_at=time.time())
+                self.jobs.save(job_id, status=FAILED, error=f"internal error: {type(exc).__name__}",
+                               finished_at=time.time())
             finally:
                 with self._lock:
                     self._running.pop(job_id, None)
-                    self._live.pop(job_id, None)
-                    for dest in [d for d, owner in self._claims.items() if owner == job_id]:
-                        del self._claims[dest]
+                    self.jobs.release(job_id)
                 control.finished.set()
 
 

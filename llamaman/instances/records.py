@@ -10,7 +10,7 @@ from typing import Any
 
 from llamaman.errors import Invalid
 from llamaman.instances.execution import EXECUTION_DEFAULTS, parse_execution
-from llamaman.runtime.settings import LaunchSettings
+from llamaman.runtime.launch_settings import LaunchSettings
 from llamaman.validation import (
     get_bool,
     get_float,

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request, stream_with_context
 
-from llamaman.errors import Invalid
-from llamaman.http import conditional, json_body, services
 from llamaman.instances.records import export_config
 from llamaman.runtime.args import parse_command
 from llamaman.validation import get_bool, get_str
+from llamaman.webio import conditional, int_arg, json_body, services
 
 bp = Blueprint("instances", __name__)
 
@@ -84,7 +83,7 @@ def parse_instance_command():
 @bp.get("/api/instances/<instance_id>/logs")
 def instance_logs(instance_id: str):
     _instances().registry.snapshot(instance_id)  # 404 for unknown ids
-    lines = _int_arg("lines", 100, 1, 10_000)
+    lines = int_arg("lines", 100, 1, 10_000)
     return jsonify({"id": instance_id, "lines": _instances().logs.tail(instance_id, lines)})
 
 
@@ -93,7 +92,7 @@ def stream_instance_logs(instance_id: str):
     service = _instances()
     service.registry.snapshot(instance_id)
     last_id = request.headers.get("Last-Event-ID") or request.args.get("last_event_id")
-    events = service.logs.stream(instance_id, last_id, _int_arg("lines", 100, 0, 10_000),
+    events = service.logs.stream(instance_id, last_id, int_arg("lines", 100, 0, 10_000),
                                  alive=lambda: not service.closing)
     return Response(stream_with_context(events), mimetype="text/event-stream",
                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
@@ -102,12 +101,3 @@ def stream_instance_logs(instance_id: str):
 @bp.get("/api/next-port")
 def next_port():
     return jsonify({"port": _instances().next_port()})
-
-
-def _int_arg(name: str, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise Invalid(f"'{name}' must be an integer between {low} and {high}")
-    return int(raw)

@@ -25,7 +25,7 @@ from llamaman.instances.logs import InstanceLogs
 from llamaman.instances.ports import PortAllocator, port_is_free
 from llamaman.instances.registry import InstanceRegistry, Record
 from llamaman.instances.upstream_view import upstream_fields
-from llamaman.jobs import PeriodicJob
+from llamaman.periodic import PeriodicJob
 from llamaman.proxy.gate import Gates
 from llamaman.proxy.public import PublicPorts
 from llamaman.proxy.sidecar import Target

@@ -11,9 +11,8 @@ from gguf import LlamaFileType
 
 from llamaman.instances.records import model_stem
 from llamaman.models.gguf_header import ArraySummary, UnreadableGGUF, read_header
-from llamaman.models.scanner import FileInfo, HfDir
+from llamaman.models.scanner import SHARD_RE, FileInfo, HfDir
 
-SHARD_RE = re.compile(r"^(?P<base>.+)-(?P<index>\d{5})-of-(?P<total>\d{5})\.gguf$", re.IGNORECASE)
 QUANT_RE = re.compile(
     r"(?:^|[-_.])(I?Q\d+(?:_[A-Z0-9]+)*|BF16|F16|F32|MXFP4(?:_MOE)?)(?=$|[-_.])", re.IGNORECASE)
 MAX_JSON_BYTES = 8 << 20  # config.json / tokenizer_config.json read limit

@@ -19,6 +19,8 @@ from typing import Any, BinaryIO
 
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValueType
 
+from llamaman.errors import Invalid
+
 MAGIC = b"GGUF"
 MAX_KV = 1 << 16  # real models carry ~30-100 keys
 MAX_TENSORS = 1 << 20
@@ -39,7 +41,7 @@ _SCALAR_FORMATS = {
 }
 
 
-class UnreadableGGUF(Exception):
+class UnreadableGGUF(Invalid):
     """The file is not a well-formed GGUF header; the message says why."""
 
 

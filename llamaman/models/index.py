@@ -16,7 +16,7 @@ from llamaman.models.scanner import (
     ScanResult,
     Stat,
 )
-from llamaman.models.sidecar import repo_id_of
+from llamaman.models.source_file import repo_id_of
 
 T = TypeVar("T")
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from llamaman.errors import Conflict, Invalid, LlamamanError
 from llamaman.models.scanner import is_strictly_inside
-from llamaman.models.sidecar import sidecar_path
+from llamaman.models.source_file import sidecar_path
 
 MAX_PATH = 4096
 

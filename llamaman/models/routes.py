@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from llamaman.http import conditional, json_body, services
 from llamaman.instances.records import ACTIVE
+from llamaman.webio import conditional, json_body, services
 
 bp = Blueprint("models", __name__)
 

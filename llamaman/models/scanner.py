@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
@@ -16,6 +17,9 @@ MAX_ENTRIES = 200_000  # a safety net against scanning a whole disk by misconfig
 SIDECAR_SUFFIX = ".llamaman.json"
 HF_SIDECAR = ".llamaman.json"
 HF_MARKER = "config.json"
+# Split GGUF parts, `name-00001-of-00003.gguf`; the suffix group keeps the file's own spelling.
+SHARD_RE = re.compile(
+    r"^(?P<base>.+)-(?P<index>\d{5})-of-(?P<total>\d{5})(?P<suffix>\.gguf)$", re.IGNORECASE)
 
 Stat = tuple[int, int]  # (size, mtime_ns)
 

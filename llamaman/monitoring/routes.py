@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from llamaman.http import services
+from llamaman.webio import services
 
 bp = Blueprint("monitoring", __name__)
 

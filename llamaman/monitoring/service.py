@@ -16,11 +16,11 @@ from typing import Any
 from llamaman.config import Config
 from llamaman.instances import records as rec
 from llamaman.instances.service import InstanceService
-from llamaman.jobs import PeriodicJob
 from llamaman.monitoring import cgroup
 from llamaman.monitoring.gpu import GpuHost, GpuSampler, detect_host
 from llamaman.monitoring.gpu_nvml import NvmlReader
 from llamaman.monitoring.system import MB, SystemSampler
+from llamaman.periodic import PeriodicJob
 from llamaman.runtime import detect
 
 log = logging.getLogger(__name__)

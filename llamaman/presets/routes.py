@@ -8,7 +8,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 from werkzeug.routing import PathConverter
 
-from llamaman.http import json_body, services
+from llamaman.webio import json_body, services
 
 bp = Blueprint("presets", __name__)
 MODEL_URL = "/api/presets/<model_path:model_path>"

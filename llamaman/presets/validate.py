@@ -17,7 +17,7 @@ from llamaman.instances.records import (
     SETTINGS_FIELDS,
     parse_options,
 )
-from llamaman.runtime.settings import LaunchSettings
+from llamaman.runtime.launch_settings import LaunchSettings
 from llamaman.storage._common import MAX_KEY_LEN
 from llamaman.validation import require_object
 

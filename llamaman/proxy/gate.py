@@ -13,17 +13,9 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from llamaman.errors import LlamamanError, QueueFull, Unavailable
+from llamaman.errors import ClientGone, GateTimeout, QueueFull, Unavailable
 
 WAIT_SLICE_S = 0.1
-
-
-class GateTimeout(LlamamanError):
-    status = 504
-
-
-class ClientGone(LlamamanError):
-    status = 499
 
 
 @dataclass

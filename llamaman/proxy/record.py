@@ -12,8 +12,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from llamaman.compat.turns import Turn
 from llamaman.recording.recorder import Recorder
+from llamaman.recording.turn import Turn
 
 log = logging.getLogger(__name__)
 MODE_TTL_S = 1.0  # the recording mode is read at most once a second (a storage read), and
@@ -30,7 +30,7 @@ class ProxyRecording:
 
     def enabled(self) -> bool:
         cached = self._mode
-        generation = self.recorder.settings.generation
+        generation = self.recorder.mode_version()
         if cached is not None and cached[1] == generation and self.clock() - cached[0] <= MODE_TTL_S:
             return cached[2]
         on = self.recorder.enabled()

@@ -21,7 +21,6 @@ from urllib.parse import quote
 from llamaman.auth.guard import Access, decide
 from llamaman.auth.keys import ApiKeyService, header_credential
 from llamaman.errors import LlamamanError, NotFound, TooLarge, Unavailable, error_body
-from llamaman.http import MAX_BODY_BYTES
 from llamaman.proxy import inference
 from llamaman.proxy.gate import Gates, Ticket
 from llamaman.proxy.http1 import readable
@@ -29,14 +28,14 @@ from llamaman.proxy.record import ProxyRecording, TurnTap, describe
 from llamaman.proxy.upstream import (
     HOP_BY_HOP,
     Response,
-    UpstreamError,
     UpstreamPool,
     forward_headers,
 )
+from llamaman.webio import MAX_BODY_BYTES
 
 if TYPE_CHECKING:
-    from llamaman.compat.turns import Turn
     from llamaman.instances.service import InstanceService
+    from llamaman.recording.turn import Turn
 
 log = logging.getLogger(__name__)
 
@@ -108,10 +107,8 @@ class InstanceProxy:
                 turn.instance_id, turn.waited_s = member, time.monotonic() - arrived
             response = self.pool.open(environ["REQUEST_METHOD"], target.host, target.port,
                                       request_target(environ), upstream_headers(environ, target), raw)
-        except LlamamanError as err:
+        except LlamamanError as err:  # UpstreamFailed included: 502, or 504 when it timed out
             return self._refuse(start_response, err.status, err.message, ticket, turn, path)
-        except UpstreamError as err:
-            return self._refuse(start_response, 504 if err.timeout else 502, str(err), ticket, turn, path)
         headers = forward_headers(response.headers, drop=_DROP_CHUNKED if response.chunked else frozenset())
         headers.append(("Date", http_date()))
         if ticket is not None:

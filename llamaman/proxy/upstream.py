@@ -5,6 +5,7 @@ import logging
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 
+from llamaman.errors import UpstreamFailed
 from llamaman.proxy.http1 import (
     BrokenUpstream,
     Connection,
@@ -20,16 +21,8 @@ HOP_BY_HOP = frozenset({
 })
 log = logging.getLogger(__name__)
 
-__all__ = ["HOP_BY_HOP", "BrokenUpstream", "Response", "UpstreamError", "UpstreamPool",
+__all__ = ["HOP_BY_HOP", "BrokenUpstream", "Response", "UpstreamFailed", "UpstreamPool",
            "body_chunks", "forward_headers"]
-
-
-class UpstreamError(Exception):
-    """llama-server could not be reached or broke the connection."""
-
-    def __init__(self, message: str, timeout: bool = False) -> None:
-        super().__init__(message)
-        self.timeout = timeout
 
 
 class UpstreamPool:
@@ -65,9 +58,9 @@ class UpstreamPool:
         try:
             conn = Connection(address, self.connect_timeout, self.read_timeout)
         except TimeoutError as err:
-            raise UpstreamError(f"llama-server did not accept the connection in time: {err}", timeout=True) from err
+            raise UpstreamFailed(f"llama-server did not accept the connection in time: {err}", timeout=True) from err
         except OSError as err:
-            raise UpstreamError(f"llama-server is unreachable: {err}") from err
+            raise UpstreamFailed(f"llama-server is unreachable: {err}") from err
         try:
             return self._exchange(conn, method, head, body)
         except BaseException:
@@ -81,12 +74,12 @@ class UpstreamPool:
         except (StaleConnection, ConnectionResetError, BrokenPipeError):
             if conn.reused:
                 raise
-            raise UpstreamError("llama-server closed the connection without answering") from None
+            raise UpstreamFailed("llama-server closed the connection without answering") from None
         except TimeoutError as err:
-            raise UpstreamError(f"llama-server did not answer in time: {err}", timeout=True) from err
+            raise UpstreamFailed(f"llama-server did not answer in time: {err}", timeout=True) from err
         except OSError as err:  # BrokenUpstream included
             log.warning("upstream request failed: %r", err)
-            raise UpstreamError(f"llama-server is unreachable: {err}") from err
+            raise UpstreamFailed(f"llama-server is unreachable: {err}") from err
 
     def _take(self, address: tuple[str, int]) -> Connection | None:
         """The most recently used idle connection that is still open."""

@@ -13,10 +13,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from llamaman.jobs import PeriodicJob
+from llamaman.periodic import PeriodicJob
 from llamaman.recording.metrics import RequestMetrics
 from llamaman.recording.records import build_record
-from llamaman.settings.service import SettingsService
 from llamaman.storage.base import RequestLogRepository
 
 log = logging.getLogger(__name__)
@@ -60,11 +59,16 @@ class DropLog:
 class Recorder:
     """Accepts finished turns, feeds the metrics, and writes records on its own thread."""
 
-    def __init__(self, repo: RequestLogRepository, settings: SettingsService,
+    def __init__(self, repo: RequestLogRepository, mode: Callable[[], str],
+                 retention_days: Callable[[], int] = lambda: 0,
+                 mode_version: Callable[[], int] = lambda: 0,
                  metrics: RequestMetrics | None = None, queue_size: int = QUEUE_SIZE,
                  clock: Callable[[], float] = time.time) -> None:
         self.repo = repo
-        self.settings = settings
+        self._mode = mode
+        self._retention_days = retention_days
+        # Changes whenever this node saves the mode, so callers that cache it know to read again.
+        self.mode_version = mode_version
         self.metrics = metrics or RequestMetrics()
         self.clock = clock
         self.drops = DropLog(self.metrics)
@@ -74,7 +78,7 @@ class Recorder:
 
     def mode(self) -> str:
         """The current recording mode: off, per_request or per_conversation."""
-        return self.settings.get()["request_recording_mode"]
+        return self._mode()
 
     def enabled(self) -> bool:
         return self.mode() != "off"
@@ -123,7 +127,7 @@ class Recorder:
 
     def prune_expired(self) -> int:
         """Delete records older than the retention setting (0 days keeps everything)."""
-        days = self.settings.get()["request_recording_retention_days"]
+        days = self._retention_days()
         if not days:
             return 0
         removed = self.repo.prune(self.clock() - days * DAY_S)

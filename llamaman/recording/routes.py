@@ -8,9 +8,9 @@ import time
 from flask import Blueprint, Response, jsonify, request
 
 from llamaman.errors import Invalid, NotFound
-from llamaman.http import services
 from llamaman.recording import stats
 from llamaman.recording.metrics import CONTENT_TYPE, RuntimeCollector, render
+from llamaman.webio import int_arg, services
 
 bp = Blueprint("request_log", __name__)
 
@@ -25,7 +25,7 @@ _INST_ID = re.compile(r"[A-Za-z0-9_.-]{1,191}")
 
 @bp.get("/api/request-log/conversations")
 def list_conversations():
-    limit = _limit_arg()
+    limit = int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT, blank_is_default=True)
     records = services().storage.request_log.query(since=_since(_window_arg()))
     return jsonify(stats.conversations(records, limit))
 
@@ -53,7 +53,8 @@ def request_log_stats():
 @bp.get("/api/request-log/series")
 def request_log_series():
     """Tokens/s and TTFT per time bucket over the window (all time: from the first turn)."""
-    inst_id, hours, buckets = _inst_arg(), _window_arg(), _buckets_arg()
+    inst_id, hours = _inst_arg(), _window_arg()
+    buckets = int_arg("buckets", DEFAULT_BUCKETS, 1, MAX_BUCKETS, blank_is_default=True)
     now = time.time()
     records = services().storage.request_log.query(since=_since(hours), inst_id=inst_id)
     start = now - hours * 3600 if hours else min((r["ts"] for r in records), default=now - 3600)
@@ -66,24 +67,6 @@ def metrics():
     svc = services()
     runtime = RuntimeCollector(svc.instances.list, svc.scheduler)
     return Response(render(svc.recorder.metrics.registry, runtime), content_type=CONTENT_TYPE)
-
-
-def _limit_arg() -> int:
-    raw = request.args.get("limit")
-    if raw is None or raw == "":
-        return DEFAULT_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-        raise Invalid(f"'limit' must be an integer between 1 and {MAX_LIMIT}")
-    return int(raw)
-
-
-def _buckets_arg() -> int:
-    raw = request.args.get("buckets")
-    if raw is None or raw == "":
-        return DEFAULT_BUCKETS
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_BUCKETS:
-        raise Invalid(f"'buckets' must be an integer between 1 and {MAX_BUCKETS}")
-    return int(raw)
 
 
 def _since(hours: float | None) -> float | None:

@@ -20,7 +20,7 @@ from llamaman.runtime.base import (
     RuntimeState,
 )
 from llamaman.runtime.detect import find_server_binary
-from llamaman.runtime.settings import LaunchSettings
+from llamaman.runtime.launch_settings import LaunchSettings
 
 __all__ = [
     "Discovered",

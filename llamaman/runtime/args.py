@@ -13,32 +13,13 @@ import shlex
 from typing import TYPE_CHECKING, Any
 
 from llamaman.errors import Invalid
+from llamaman.runtime.managed_flags import check_extra_args
 
 if TYPE_CHECKING:
-    from llamaman.runtime.settings import LaunchSettings
+    from llamaman.runtime.launch_settings import LaunchSettings
 
 API_KEY_ENV = "LLAMA_API_KEY"
 GPU_ENV_VARS = ("CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES")
-
-# Flags llamaman owns; every spelling maps to the canonical name used in the error.
-MANAGED_FLAGS = {
-    "--host": "--host",
-    "--port": "--port",
-    "--api-key": "--api-key",
-    "--api-key-file": "--api-key",
-    "-m": "--model",
-    "--model": "--model",
-    # These load a different model (downloaded from the network) in place of --model.
-    "-mu": "--model",
-    "--model-url": "--model",
-    "-hf": "--model",
-    "-hfr": "--model",
-    "--hf-repo": "--model",
-    "-hff": "--model",
-    "--hf-file": "--model",
-    "-dr": "--model",
-    "--docker-repo": "--model",
-}
 
 # Flags that parse_command maps onto settings (all take a value).
 _VALUE_FLAGS = {
@@ -81,19 +62,6 @@ def build_args(settings: LaunchSettings, *, model: str, host: str, port: int) ->
             args += ["--spec-draft-n-max", str(settings.draft_n_max)]
     check_extra_args(settings.extra_args)
     return args + list(settings.extra_args)
-
-
-def check_extra_args(tokens: tuple[str, ...] | list[str]) -> None:
-    """Raise Invalid naming the flag when extra args try to set a flag llamaman manages."""
-    for token in tokens:
-        flag = token.split("=", 1)[0]
-        if flag in MANAGED_FLAGS:
-            raise Invalid(
-                f"extra_args may not set {flag}: llamaman manages {MANAGED_FLAGS[flag]} "
-                "(--host, --port, --api-key and --model are set per instance)",
-                field="extra_args",
-                flag=flag,
-            )
 
 
 def parse_command(cmdline: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from llamaman.errors import Invalid, Unavailable
-from llamaman.runtime.settings import LaunchSettings
+from llamaman.runtime.launch_settings import LaunchSettings
 
 _INSTANCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 REASON_LINES = 20

@@ -4,8 +4,8 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, request
 
 from llamaman.errors import Invalid, NotFound
-from llamaman.http import json_body, services
 from llamaman.runtime.images import ImageService
+from llamaman.webio import json_body, services
 
 bp = Blueprint("images", __name__)
 

@@ -15,7 +15,7 @@ from requests.exceptions import ReadTimeout, RequestException
 
 from llamaman.errors import Conflict, Unavailable
 from llamaman.errors import NotFound as Missing
-from llamaman.jobs import PeriodicJob
+from llamaman.periodic import PeriodicJob
 from llamaman.runtime import image_engine as engine
 from llamaman.runtime import image_settings
 from llamaman.runtime.image_names import ImageRef, parse_image

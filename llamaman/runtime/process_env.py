@@ -17,7 +17,7 @@ from llamaman.runtime.base import (
     exit_reason,
     tail_lines,
 )
-from llamaman.runtime.settings import format_memory_limit
+from llamaman.runtime.launch_settings import format_memory_limit
 
 ENV_MANAGED = "LLAMAMAN_MANAGED"
 ENV_INSTANCE = "LLAMAMAN_INSTANCE_ID"

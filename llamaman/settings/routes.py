@@ -1,11 +1,10 @@
-"""GET/POST /api/settings; model backup export and restore."""
+"""GET/POST /api/settings and the HuggingFace token list."""
 from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from llamaman.http import json_body, services
-from llamaman.settings.backup import BackupService
 from llamaman.settings.hf_tokens import HfTokens
+from llamaman.webio import json_body, services
 
 bp = Blueprint("settings", __name__)
 
@@ -40,25 +39,3 @@ def delete_hf_token(token_id: str):
 
 def _hf_tokens() -> HfTokens:
     return HfTokens(services().settings.repo)
-
-
-@bp.get("/api/models/export")
-def export_models():
-    """Every model with its preset and source, as a timestamped JSON download."""
-    document = _backup().export()
-    stamp = document["exported_at"].replace(":", "").replace("-", "")
-    response = jsonify(document)
-    response.headers["Content-Disposition"] = f'attachment; filename="llamaman-models-{stamp}.json"'
-    return response
-
-
-@bp.post("/api/models/restore")
-def restore_models():
-    """Merge presets of present models and queue downloads of missing ones with a source."""
-    return jsonify(_backup().restore(json_body()))
-
-
-def _backup() -> BackupService:
-    svc = services()
-    return BackupService(svc.library, svc.presets, svc.downloads,
-                         svc.config.models_dir, svc.config.node_name)

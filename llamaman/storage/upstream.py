@@ -134,7 +134,7 @@ def instance(record: Record, node: str) -> Record:
 
 
 def _settings_body(fields: dict[str, Any]) -> dict[str, Any]:
-    from llamaman.runtime.settings import LaunchSettings
+    from llamaman.runtime.launch_settings import LaunchSettings
 
     return LaunchSettings.from_body(fields).to_body()
 
@@ -205,7 +205,7 @@ def sidecars(model_sources: Any) -> int:
 
     A source folder gets one for itself and one for each GGUF in it (what our library reads).
     """
-    from llamaman.models.sidecar import valid_repo_id
+    from llamaman.models.source_file import valid_repo_id
 
     written = 0
     for path, source in (model_sources or {}).items() if isinstance(model_sources, dict) else ():
@@ -219,7 +219,7 @@ def sidecars(model_sources: Any) -> int:
 
 def _sidecar(path: Path, repo_id: str) -> bool:
     """Write path's sidecar unless it has one; True when written."""
-    from llamaman.models.sidecar import read_sidecar, sidecar_path, write_sidecar
+    from llamaman.models.source_file import read_sidecar, sidecar_path, write_sidecar
 
     if read_sidecar(sidecar_path(path)) is not None:
         return False

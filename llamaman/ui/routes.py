@@ -10,7 +10,7 @@ from flask import Blueprint, Response, jsonify, render_template, session
 from llamaman import __version__
 from llamaman.auth.guard import csrf_token
 from llamaman.auth.session import on_proxy_port
-from llamaman.http import services
+from llamaman.webio import services
 
 bp = Blueprint("ui", __name__)
 

@@ -22,7 +22,7 @@ def download_api(tmp_path, hub):
 
     app = make_app(tmp_path / "app", MODELS_DIR=str(tmp_path / "models"), HF_ENDPOINT=hub.url)
     svc = app.extensions["llamaman"]
-    svc.downloads.retry_base_s = 0.01  # keep the exponential backoff short in tests
+    svc.downloads.runner.retry_base_s = 0.01  # keep the exponential backoff short in tests
     client = app.test_client()
     headers = {"X-CSRF-Token": setup_admin(client)}
     yield client, headers, svc

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from llamaman.models.sidecar import write_sidecar
+from llamaman.models.source_file import write_sidecar
 from tests.appkit import make_app, setup_admin
 from tests.modelkit import write_gguf
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from llamaman.cleanup.service import AGE_SWEEP_S
 from llamaman.downloads.jobs import new_job
-from llamaman.settings.cleanup import AGE_SWEEP_S
 from llamaman.storage import open_storage
 from tests.appkit import make_app
 

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from llamaman.models.gguf_header import read_header
-from llamaman.models.sidecar import write_sidecar
+from llamaman.models.source_file import write_sidecar
 from tests.appkit import make_app, setup_admin
 from tests.modelkit import write_gguf, write_hf_dir, write_shards
 

@@ -7,7 +7,7 @@ import pytest
 
 from llamaman.proxy.upstream import (
     BrokenUpstream,
-    UpstreamError,
+    UpstreamFailed,
     UpstreamPool,
     body_chunks,
 )
@@ -134,13 +134,13 @@ def test_a_stale_kept_alive_connection_is_retried_once_on_a_new_one():
 
 def test_a_fresh_connection_closed_without_an_answer_is_a_502():
     server = Scripted([None])
-    with pytest.raises(UpstreamError) as raised:
+    with pytest.raises(UpstreamFailed) as raised:
         fetch(UpstreamPool(1, 5), server)
     assert not raised.value.timeout
 
 
 def test_garbage_is_a_502_and_a_body_cut_short_breaks_the_stream():
-    with pytest.raises(UpstreamError, match="not an HTTP response"):
+    with pytest.raises(UpstreamFailed, match="not an HTTP response"):
         fetch(UpstreamPool(1, 5), Scripted([b"SSH-2.0-nope\r\n\r\n"]))
     server = Scripted([b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort"], close_after=True)
     response = UpstreamPool(1, 5).open("GET", "127.0.0.1", server.port, "/", {}, None)

@@ -5,9 +5,9 @@ storage-backed behaviour is in tests/integration/test_cleanup_jobs.py.
 """
 import pytest
 
+from llamaman.cleanup.service import AGE_SWEEP_S, CleanupService
 from llamaman.errors import Conflict, Invalid
 from llamaman.instances.reconcile import ReconcileReport
-from llamaman.settings.cleanup import AGE_SWEEP_S, CleanupService
 from llamaman.settings.service import SettingsService, validate_patch
 from tests.unit.test_settings import MemorySettings
 

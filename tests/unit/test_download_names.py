@@ -56,6 +56,11 @@ def test_a_shard_expands_to_every_shard():
     assert names.shard_siblings("m-Q4_K_M.gguf", listing) == ["m-Q4_K_M.gguf"]
 
 
+def test_upper_case_shards_expand_with_their_own_spelling():
+    upper = [f"M-0000{i}-of-00002.GGUF" for i in (1, 2)]
+    assert names.shard_siblings(upper[1], [*upper, "M-00001-of-00002.gguf"]) == upper
+
+
 def test_further_shards_follow_an_explicit_first_destination():
     first = Path("/m/renamed-00001-of-00003.gguf")
     assert names.sibling_shard_path(first, SHARDS[2]) == Path("/m/renamed-00003-of-00003.gguf")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from llamaman.instances.memory import (
+from llamaman.compat.localai_memory import (
     ESTIMATED,
     REPORTED,
     cache_types_of,

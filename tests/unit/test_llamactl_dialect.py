@@ -3,9 +3,9 @@ the runtime set, and llama-server's memory report."""
 import pytest
 
 from llamaman.compat import llamactl_format as fmt
+from llamaman.compat.localai_memory import parse_breakdown
 from llamaman.errors import Invalid
 from llamaman.instances.execution import parse_execution
-from llamaman.instances.memory import parse_breakdown
 from llamaman.runtime.base import RuntimeRef
 from llamaman.runtime.choice import RuntimeSet
 

@@ -9,7 +9,7 @@ import pytest
 
 from llamaman.errors import Invalid, NotFound
 from llamaman.models.library import ModelLibrary
-from llamaman.models.sidecar import sidecar_path, write_sidecar
+from llamaman.models.source_file import sidecar_path, write_sidecar
 from tests.modelkit import TEMPLATE, write_gguf, write_hf_dir, write_shards
 
 

@@ -12,22 +12,7 @@ from llamaman.auth.guard import Access, classify
 from llamaman.recording import records, stats
 from llamaman.recording.metrics import model_label
 from llamaman.recording.recorder import Recorder
-from llamaman.settings.service import SettingsService
 from llamaman.storage._common import check_log_record, log_matches, newest
-
-
-class MemorySettings:
-    """In-memory SettingsRepository."""
-
-    def __init__(self) -> None:
-        self.docs: dict[str, dict] = {}
-
-    def get(self, scope: str = "global") -> dict:
-        return dict(self.docs.get(scope, {}))
-
-    def update(self, scope: str, fn) -> dict:
-        self.docs[scope] = fn(self.get(scope))
-        return self.docs[scope]
 
 
 class MemoryLog:
@@ -66,11 +51,12 @@ def turn(**over) -> dict:
     return {**base, **over}
 
 
-def make_recorder(mode: str = "per_conversation", **kw) -> tuple[Recorder, MemoryLog, SettingsService]:
-    settings = SettingsService(MemorySettings(), "n")
-    settings.save({"request_recording_mode": mode})
+def make_recorder(mode: str = "per_conversation", **kw) -> tuple[Recorder, MemoryLog, dict]:
+    """A recorder whose mode and retention are read from the returned dict at each call."""
+    options = {"mode": mode, "retention_days": 0}
     log = MemoryLog()
-    return Recorder(log, settings, **kw), log, settings
+    recorder = Recorder(log, lambda: options["mode"], lambda: options["retention_days"], **kw)
+    return recorder, log, options
 
 
 @pytest.fixture
@@ -154,6 +140,16 @@ def test_mode_off_stores_nothing_but_metrics_still_count(running):
     assert value == 1.0
 
 
+def test_the_mode_callable_is_read_for_every_turn(running):
+    recorder, log, options = running("off")
+    recorder.submit(turn())
+    assert recorder.flush() and not recorder.enabled()
+    options["mode"] = "per_request"
+    recorder.submit(turn(started_at=1001.0))
+    assert recorder.flush() and recorder.enabled()
+    assert [r["ts"] for r in log.rows] == [1001.0]
+
+
 def test_a_full_queue_drops_without_blocking(running):
     recorder, log, _ = running(queue_size=2)
     log.gate = threading.Event()  # the writer is stuck on a slow disk
@@ -199,11 +195,11 @@ def test_stop_flushes_what_is_queued():
 
 
 def test_retention_prunes_older_records():
-    recorder, log, settings = make_recorder(clock=lambda: 10 * 86400.0)
+    recorder, log, options = make_recorder(clock=lambda: 10 * 86400.0)
     log.rows = [{"id": "a", "ts": 7 * 86400.0, "conversation_id": "a"},
                 {"id": "b", "ts": 9.5 * 86400.0, "conversation_id": "b"}]
     assert recorder.prune_expired() == 0  # retention 0 keeps everything
-    settings.save({"request_recording_retention_days": 2})
+    options["retention_days"] = 2
     assert recorder.prune_expired() == 1 and [r["id"] for r in log.rows] == ["b"]
 
 

@@ -7,8 +7,9 @@ import shlex
 import pytest
 
 from llamaman.errors import Invalid
-from llamaman.runtime.args import build_args, check_extra_args, parse_command
-from llamaman.runtime.settings import LaunchSettings
+from llamaman.runtime.args import build_args, parse_command
+from llamaman.runtime.launch_settings import LaunchSettings
+from llamaman.runtime.managed_flags import check_extra_args
 
 
 def args_for(**settings: object) -> list[str]:

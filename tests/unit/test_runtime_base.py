@@ -12,10 +12,10 @@ from llamaman.runtime import LaunchFailed, UnavailableRuntime, create_runtime
 from llamaman.runtime.base import LaunchSpec, RuntimeRef, exit_reason, tail_lines
 from llamaman.runtime.docker import DockerRuntime
 from llamaman.runtime.docker_read import started_at, stats_from_sample
+from llamaman.runtime.launch_settings import LaunchSettings
 from llamaman.runtime.process import ProcessRuntime
 from llamaman.runtime.process_env import exited_state as _exited
 from llamaman.runtime.process_env import gpu_environment
-from llamaman.runtime.settings import LaunchSettings
 
 
 def make_config(**env: str) -> Config:

@@ -16,7 +16,7 @@ from llamaman.runtime.docker_spec import (
     create_kwargs,
     gpu_options,
 )
-from llamaman.runtime.settings import LaunchSettings
+from llamaman.runtime.launch_settings import LaunchSettings
 
 GIB = 1024**3
 

@@ -1,6 +1,5 @@
 """What the sidecar records from a relayed response, with a fake recorder (our own interface)."""
 import json
-from types import SimpleNamespace
 
 from llamaman.proxy.record import ProxyRecording, TurnTap, describe
 
@@ -11,8 +10,11 @@ class FakeRecorder:
     def __init__(self, on: bool) -> None:
         self.on = on
         self.reads = 0
-        self.settings = SimpleNamespace(generation=0)
+        self.version = 0
         self.submitted: list[dict] = []
+
+    def mode_version(self) -> int:
+        return self.version
 
     def enabled(self) -> bool:
         self.reads += 1
@@ -36,7 +38,7 @@ def test_the_mode_is_read_once_a_second_and_again_after_a_settings_save():
     recording = ProxyRecording(recorder, clock=lambda: now[0])
     assert recording.begin("/v1/chat/completions", 0.0) is None
     assert recording.begin("/v1/chat/completions", 0.0) is None and recorder.reads == 1
-    recorder.on, recorder.settings.generation = True, 1  # a save through this node
+    recorder.on, recorder.version = True, 1  # a save through this node
     assert recording.begin("/v1/chat/completions", 0.0) is not None and recorder.reads == 2
     recorder.on = False  # changed elsewhere: seen once the second is over
     assert recording.enabled() and recorder.reads == 2

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from llamaman.downloads import names
 from llamaman.errors import Invalid, LlamamanError
 from llamaman.models.library import ModelLibrary
-from llamaman.models.sidecar import read_sidecar, sidecar_path
+from llamaman.models.source_file import read_sidecar, sidecar_path
 from llamaman.presets.service import PresetService
 from llamaman.presets.validate import parse_fields
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from llamaman.errors import Invalid
-from llamaman.runtime.settings import (
+from llamaman.runtime.launch_settings import (
     LaunchSettings,
     format_memory_limit,
     parse_memory_limit,

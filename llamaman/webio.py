@@ -1,10 +1,10 @@
-"""Request helpers shared by the views: JSON bodies, content negotiation, error mapping."""
+"""Request helpers shared by the views: JSON bodies, query arguments, content negotiation, error mapping."""
 from __future__ import annotations
 
 from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from llamaman.errors import Invalid, LlamamanError, error_body
+from llamaman.errors import Invalid, LlamamanError, error_body, http_parts
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 _JSON_PREFIXES = ("/api/", "/v1/", "/backend/")
@@ -28,6 +28,16 @@ def form_or_json() -> dict:
     return json_body() if request.is_json else request.form.to_dict()
 
 
+def int_arg(name: str, default: int, low: int, high: int, *, blank_is_default: bool = False) -> int:
+    """The query argument `name` as an integer in [low, high]; `default` when absent."""
+    raw = request.args.get(name)
+    if raw is None or (blank_is_default and raw == ""):
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise Invalid(f"'{name}' must be an integer between {low} and {high}")
+    return int(raw)
+
+
 def wants_json() -> bool:
     """True for API clients, False for browsers asking for pages."""
     if request.path.startswith(_JSON_PREFIXES) or request.is_json:
@@ -41,10 +51,10 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(LlamamanError)
     def domain_error(err: LlamamanError):
-        response = jsonify(error_body(err.status, err.message, request.path, err.extra))
-        response.status_code = err.status
-        if "retry_after" in err.extra:
-            response.headers["Retry-After"] = str(err.extra["retry_after"])
+        status, body, headers = http_parts(err, request.path)
+        response = jsonify(body)
+        response.status_code = status
+        response.headers.update(headers)
         return response
 
     @app.errorhandler(HTTPException)

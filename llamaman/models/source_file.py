@@ -1,4 +1,4 @@
-"""The sidecar metadata file that records where a model came from.
+"""The source file (`.llamaman.json`, a "sidecar" on disk) that records where a model came from.
 
 Format: a JSON object, at most 64 KiB, written by the download manager next to the model:
     GGUF file (first shard for split models): `<file name>.llamaman.json`

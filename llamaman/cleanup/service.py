@@ -26,7 +26,7 @@ from llamaman.downloads.jobs import FAILED as DOWNLOAD_FAILED
 from llamaman.errors import LlamamanError
 from llamaman.instances import records as rec
 from llamaman.instances.reconcile import StaleRecords
-from llamaman.jobs import PeriodicJob
+from llamaman.periodic import PeriodicJob
 
 log = logging.getLogger(__name__)
 

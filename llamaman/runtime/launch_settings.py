@@ -14,7 +14,7 @@ from typing import Any
 
 from llamaman.config import ConfigError, parse_gpu_devices
 from llamaman.errors import Invalid
-from llamaman.runtime.args import check_extra_args
+from llamaman.runtime.managed_flags import check_extra_args
 
 # Docker's own minimum memory limit; a smaller cap could never start anything.
 MIN_MEMORY_LIMIT = 6 * 1024**2

@@ -1,0 +1,1 @@
+"""Export and restore of the model library across models, presets and downloads."""
