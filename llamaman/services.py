@@ -11,6 +11,14 @@ from llamaman.auth.users import UserService
 from llamaman.cluster.registry import NodeRegistry
 from llamaman.config import Config
 from llamaman.downloads.service import DownloadService
+from llamaman.instances.events import (
+    CLOSING,
+    REMOVED,
+    SERVING,
+    STOPPED,
+    LifecycleEvent,
+    Subscriber,
+)
 from llamaman.instances.logs import InstanceLogs
 from llamaman.instances.registry import InstanceRegistry
 from llamaman.instances.service import InstanceService
@@ -49,6 +57,7 @@ class Services:
     api_keys: ApiKeyService
     registry: NodeRegistry
     instances: InstanceService
+    ports: PublicPorts
     upstream: UpstreamPool
     library: ModelLibrary
     presets: PresetService
@@ -113,17 +122,16 @@ def build_services(config: Config) -> Services:
     settings = SettingsService(storage.settings, config.node_name)
     api_keys = ApiKeyService(storage.api_keys)
     upstream = UpstreamPool(connect_timeout=config.health_check_timeout, read_timeout=config.request_timeout)
-    ports = PublicPorts(PortServers(config.bind_host))
     gates = Gates()
-    instances = InstanceService(config, InstanceRegistry(storage.instances), InstanceLogs(config.logs_dir),
-                                ports, gates)
+    instances = InstanceService(config, InstanceRegistry(storage.instances), InstanceLogs(config.logs_dir), gates)
     library = ModelLibrary(config.models_dir)
     presets = PresetService(storage.presets, instances, config)
     recorder = Recorder(storage.request_log, settings)
     recording = ProxyRecording(recorder)
-    ports.make_app = lambda instance_id: InstanceProxy(
+    ports = PublicPorts(PortServers(config.bind_host), lambda instance_id: InstanceProxy(
         instance_id, instances, gates, upstream, api_keys, settings.require_auth, config.request_timeout,
-        recording)
+        recording))
+    instances.events.subscribe(port_follower(ports))
     scheduler = Scheduler(config, instances, library, presets, settings)
     instances.waker = scheduler.wake  # wakes from instance ports go through the cap too
     downloads = DownloadService(config, storage.downloads, settings, library)
@@ -135,6 +143,7 @@ def build_services(config: Config) -> Services:
         api_keys=api_keys,
         registry=NodeRegistry(storage.nodes, config),
         instances=instances,
+        ports=ports,
         upstream=upstream,
         library=library,
         presets=presets,
@@ -146,3 +155,15 @@ def build_services(config: Config) -> Services:
         cleanup=CleanupService(settings, downloads, instances),
         monitor=Monitor(config, instances),
     )
+
+
+def port_follower(ports: PublicPorts) -> Subscriber:
+    """The lifecycle subscriber that serves each instance's public port while it is active."""
+    def follow(event: LifecycleEvent) -> None:
+        if event.kind == SERVING:
+            ports.serve(event.instance_id, event.port)
+        elif event.kind in (STOPPED, REMOVED):
+            ports.release(event.instance_id)
+        elif event.kind == CLOSING:
+            ports.close()
+    return follow

@@ -10,7 +10,7 @@ import time
 
 from llamaman.errors import Unavailable
 from llamaman.instances import records as rec
-from llamaman.proxy.sidecar import Target
+from llamaman.proxy.contract import Target
 from llamaman.runtime import RuntimeRef
 
 # Nothing is in flight when an instance falls asleep and llama-server keeps no state worth a

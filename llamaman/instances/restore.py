@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from llamaman.errors import LlamamanError
 from llamaman.instances import records as rec
+from llamaman.instances.events import SERVING
 from llamaman.runtime import Discovered, RuntimeRef
 
 if TYPE_CHECKING:
@@ -57,12 +58,12 @@ def _restore_one(service: InstanceService, record: dict, found: Discovered | Non
         service.runtime.stop(found.ref)  # sleeping, stopped and failed instances run nothing
     if status == rec.SLEEPING:
         service.configure_gate(record)
-        service.ports.serve(record["id"], record["port"])
+        service.events.emit(SERVING, record["id"], record["port"])
 
 
 def _adopt(service: InstanceService, record: dict, ref: RuntimeRef) -> None:
     service.configure_gate(record)
-    service.ports.serve(record["id"], record["port"])
+    service.events.emit(SERVING, record["id"], record["port"])
     attempt = record.get("attempt", 0) + 1
     service.registry.update(record["id"], {"status": rec.STARTING, "attempt": attempt,
                                            "runtime": ref.to_dict()})

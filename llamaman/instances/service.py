@@ -19,6 +19,13 @@ from llamaman.config import Config
 from llamaman.errors import Conflict, Invalid, LlamamanError, Unavailable
 from llamaman.instances import records as rec
 from llamaman.instances.definitions import Definitions
+from llamaman.instances.events import (
+    CLOSING,
+    REMOVED,
+    SERVING,
+    STOPPED,
+    LifecycleEvents,
+)
 from llamaman.instances.health import Cancelled, HealthWaiter
 from llamaman.instances.idle import SleepWake
 from llamaman.instances.logs import InstanceLogs
@@ -26,9 +33,8 @@ from llamaman.instances.ports import PortAllocator, port_is_free
 from llamaman.instances.registry import InstanceRegistry, Record
 from llamaman.instances.upstream_view import upstream_fields
 from llamaman.jobs import PeriodicJob
+from llamaman.proxy.contract import Target
 from llamaman.proxy.gate import Gates
-from llamaman.proxy.public import PublicPorts
-from llamaman.proxy.sidecar import Target
 from llamaman.runtime import (
     LaunchFailed,
     LaunchSettings,
@@ -53,13 +59,13 @@ MAX_BACKOFF_S = 300
 class InstanceService(SleepWake, Definitions):
     """Owns this node's instances; the REST routes and (later) the scheduler call it."""
 
-    def __init__(self, config: Config, registry: InstanceRegistry, logs: InstanceLogs,
-                 ports: PublicPorts, gates: Gates) -> None:
+    def __init__(self, config: Config, registry: InstanceRegistry, logs: InstanceLogs, gates: Gates,
+                 events: LifecycleEvents | None = None) -> None:
         self.config = config
         self.registry = registry
         self.logs = logs
-        self.ports = ports
         self.gates = gates
+        self.events = events or LifecycleEvents()  # the composition root serves the public ports from these
         self._last_end: dict[str, float] = {}
         self.waker: Callable[[str, float], None] = self.wake  # replaced by the scheduler's
         self.reaper = PeriodicJob("idle-reaper", REAP_INTERVAL_S, self.reap_idle)
@@ -132,7 +138,7 @@ class InstanceService(SleepWake, Definitions):
         with self.claimed_record(body, launched_by) as record:
             record["attempt"] = 1
             self.configure_gate(record)
-            self.ports.serve(record["id"], record["port"])
+            self.events.emit(SERVING, record["id"], record["port"])
             self.registry.insert(record)
         self.start_attempt(record["id"], 1)
         return self._view(record)
@@ -164,6 +170,7 @@ class InstanceService(SleepWake, Definitions):
             if record["status"] in rec.ACTIVE:
                 raise Conflict(f"instance {instance_id} is {record['status']}; stop it first")
             self.registry.remove(instance_id)
+        self.events.emit(REMOVED, instance_id)
         self.gates.remove(instance_id)
         self._last_end.pop(instance_id, None)
         self.logs.delete(instance_id)
@@ -226,7 +233,7 @@ class InstanceService(SleepWake, Definitions):
         self.runtime.set_exit_listener(None)
         for event in list(self._cancel.values()):
             event.set()
-        self.ports.close()
+        self.events.emit(CLOSING)
         self.runtime.close()
 
     # --- internals ------------------------------------------------------------------------
@@ -313,7 +320,7 @@ class InstanceService(SleepWake, Definitions):
         current = self.registry.find(instance_id) or record
         if current.get("runtime"):
             self.runtime.stop(RuntimeRef.from_dict(current["runtime"]))
-        self.ports.release(instance_id, record["port"])
+        self.events.emit(STOPPED, instance_id, record["port"])
         self._targets.pop(instance_id, None)
         self.registry.update(instance_id, {"status": status, "error": error, "stopped_at": time.time()})
 
@@ -333,7 +340,7 @@ class InstanceService(SleepWake, Definitions):
         internal = self._reserve_again(self.internal_ports, record["internal_port"])
         try:
             self.configure_gate(record)
-            self.ports.serve(instance_id, port)
+            self.events.emit(SERVING, instance_id, port)
             self.registry.update(instance_id, {"port": port, "internal_port": internal, **changes})
         finally:
             self.public_ports.release(port)

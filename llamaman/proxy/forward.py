@@ -5,14 +5,12 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from llamaman.proxy import inference
+from llamaman.proxy.contract import Instances
 from llamaman.proxy.gate import Gates, Ticket
 from llamaman.proxy.upstream import UpstreamPool
-
-if TYPE_CHECKING:
-    from llamaman.instances.service import InstanceService
 
 
 @dataclass
@@ -22,7 +20,7 @@ class Opened:
     ticket: Ticket
     response: Any
     waited_s: float  # queueing and loading before the request reached llama-server
-    instances: InstanceService
+    instances: Instances
     closed: bool = False
 
     def close(self, finished: bool = True) -> None:
@@ -39,7 +37,7 @@ class Opened:
 
 
 class Forwarder:
-    def __init__(self, instances: InstanceService, gates: Gates, pool: UpstreamPool, timeout: float) -> None:
+    def __init__(self, instances: Instances, gates: Gates, pool: UpstreamPool, timeout: float) -> None:
         self.instances = instances
         self.gates = gates
         self.pool = pool

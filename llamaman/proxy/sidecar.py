@@ -13,7 +13,6 @@ import re
 import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from email.utils import formatdate
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -23,6 +22,7 @@ from llamaman.auth.keys import ApiKeyService, header_credential
 from llamaman.errors import LlamamanError, NotFound, TooLarge, Unavailable, error_body
 from llamaman.http import MAX_BODY_BYTES
 from llamaman.proxy import inference
+from llamaman.proxy.contract import PREAUTHORISED, SOCKET_KEY, Instances, Target
 from llamaman.proxy.gate import Gates, Ticket
 from llamaman.proxy.http1 import readable
 from llamaman.proxy.record import ProxyRecording, TurnTap, describe
@@ -36,13 +36,9 @@ from llamaman.proxy.upstream import (
 
 if TYPE_CHECKING:
     from llamaman.compat.turns import Turn
-    from llamaman.instances.service import InstanceService
 
 log = logging.getLogger(__name__)
 
-SOCKET_KEY = "llamaman.socket"
-# Set by the app on :5000 when it relays a request its own guard already admitted (llamactl /proxy/).
-PREAUTHORISED = "llamaman.preauthorised"
 # Client headers never forwarded (WSGI names): credentials, framing, hop-by-hop ones.
 _DROP_ENV = frozenset("HTTP_" + name.upper().replace("-", "_")
                       for name in (*HOP_BY_HOP, "authorization", "host", "content-length", "expect"))
@@ -57,19 +53,10 @@ SLEEPING = "sleeping"
 CLIENT_GONE = 499
 
 
-@dataclass(frozen=True)
-class Target:
-    """Where an instance's llama-server listens now, and the key it expects."""
-
-    host: str
-    port: int
-    api_key: str
-
-
 class InstanceProxy:
     """Serves one public port for one instance (or its shared-queue pool)."""
 
-    def __init__(self, instance_id: str, instances: InstanceService, gates: Gates, pool: UpstreamPool,
+    def __init__(self, instance_id: str, instances: Instances, gates: Gates, pool: UpstreamPool,
                  keys: ApiKeyService, require_auth: Callable[[], bool], timeout: float,
                  recording: ProxyRecording | None = None) -> None:
         self.instance_id = instance_id

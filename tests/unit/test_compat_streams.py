@@ -8,9 +8,9 @@ import threading
 import pytest
 
 from llamaman.compat.streams import DONE, StreamCut, relay_sse, sse_events
+from llamaman.proxy.contract import Target
 from llamaman.proxy.forward import Forwarder
 from llamaman.proxy.gate import Gates
-from llamaman.proxy.sidecar import Target
 from llamaman.proxy.upstream import UpstreamPool
 from tests.unit.test_sidecar_errors import FakeInstances
 

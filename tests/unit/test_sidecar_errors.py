@@ -5,8 +5,9 @@ import socket
 import threading
 
 from llamaman.auth.guard import ANONYMOUS
+from llamaman.proxy.contract import Target
 from llamaman.proxy.gate import Gates
-from llamaman.proxy.sidecar import InstanceProxy, Target
+from llamaman.proxy.sidecar import InstanceProxy
 from llamaman.proxy.upstream import UpstreamPool
 from tests.helpers import free_port
 
