@@ -1,6 +1,12 @@
 """The composition root serves public ports from the instance lifecycle events: a fake of our
 own PortServers records what is started and stopped."""
-from llamaman.instances.events import CLOSING, REMOVED, SERVING, STOPPED, LifecycleEvents
+from llamaman.instances.events import (
+    CLOSING,
+    REMOVED,
+    SERVING,
+    STOPPED,
+    LifecycleEvents,
+)
 from llamaman.proxy.public import PublicPorts
 from llamaman.services import port_follower
 
