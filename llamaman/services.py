@@ -25,12 +25,12 @@ from llamaman.instances.service import InstanceService
 from llamaman.models.library import ModelLibrary
 from llamaman.monitoring.service import Monitor
 from llamaman.presets.service import PresetService
+from llamaman.proxy.admission import Pipeline
 from llamaman.proxy.forward import Forwarder
 from llamaman.proxy.gate import Gates
 from llamaman.proxy.public import PublicPorts
-from llamaman.proxy.record import ProxyRecording
+from llamaman.proxy.record import ProxyRecording, RecordingProxy
 from llamaman.proxy.servers import PortServers
-from llamaman.proxy.sidecar import InstanceProxy
 from llamaman.proxy.upstream import UpstreamPool
 from llamaman.recording.recorder import Recorder
 from llamaman.runtime import create_runtime
@@ -128,9 +128,9 @@ def build_services(config: Config) -> Services:
     presets = PresetService(storage.presets, instances, config)
     recorder = Recorder(storage.request_log, settings)
     recording = ProxyRecording(recorder)
-    ports = PublicPorts(PortServers(config.bind_host), lambda instance_id: InstanceProxy(
-        instance_id, instances, gates, upstream, api_keys, settings.require_auth, config.request_timeout,
-        recording))
+    pipeline = Pipeline(instances, gates, upstream, config.request_timeout)
+    ports = PublicPorts(PortServers(config.bind_host), lambda instance_id: RecordingProxy(
+        instance_id, instances, pipeline, api_keys, settings.require_auth, recording))
     instances.events.subscribe(port_follower(ports))
     scheduler = Scheduler(config, instances, library, presets, settings)
     instances.waker = scheduler.wake  # wakes from instance ports go through the cap too
@@ -148,7 +148,7 @@ def build_services(config: Config) -> Services:
         library=library,
         presets=presets,
         scheduler=scheduler,
-        forwarder=Forwarder(instances, gates, upstream, config.request_timeout),
+        forwarder=Forwarder(pipeline),
         recorder=recorder,
         images=ImageService(storage.settings, config.node_name, lambda: instances.runtime),
         downloads=downloads,
