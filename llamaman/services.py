@@ -12,18 +12,27 @@ from llamaman.cleanup.service import CleanupService
 from llamaman.cluster.registry import NodeRegistry
 from llamaman.config import Config
 from llamaman.downloads.service import DownloadService
+from llamaman.dropin.records import UpstreamRecords
+from llamaman.instances.events import (
+    CLOSING,
+    REMOVED,
+    SERVING,
+    STOPPED,
+    LifecycleEvent,
+    Subscriber,
+)
 from llamaman.instances.logs import InstanceLogs
 from llamaman.instances.registry import InstanceRegistry
 from llamaman.instances.service import InstanceService
 from llamaman.models.library import ModelLibrary
 from llamaman.monitoring.service import Monitor
 from llamaman.presets.service import PresetService
+from llamaman.proxy.admission import Pipeline
 from llamaman.proxy.forward import Forwarder
 from llamaman.proxy.gate import Gates
 from llamaman.proxy.public import PublicPorts
-from llamaman.proxy.record import ProxyRecording
+from llamaman.proxy.record import ProxyRecording, RecordingProxy
 from llamaman.proxy.servers import PortServers
-from llamaman.proxy.sidecar import InstanceProxy
 from llamaman.proxy.upstream import UpstreamPool
 from llamaman.recording.recorder import Recorder
 from llamaman.runtime import create_runtime
@@ -49,6 +58,7 @@ class Services:
     api_keys: ApiKeyService
     registry: NodeRegistry
     instances: InstanceService
+    ports: PublicPorts
     upstream: UpstreamPool
     library: ModelLibrary
     presets: PresetService
@@ -70,7 +80,7 @@ class Services:
             for warning in self.config.warnings:
                 log.warning(warning)
             self.config.logs_dir.mkdir(parents=True, exist_ok=True)
-            self.storage.open()
+            self.storage.open(UpstreamRecords())  # imports LlamaMan 1.2.1 data found there, once
             self.registry.start()
             self.library.start()
             self.recorder.start()
@@ -113,19 +123,18 @@ def build_services(config: Config) -> Services:
     settings = SettingsService(storage.settings, config.node_name)
     api_keys = ApiKeyService(storage.api_keys)
     upstream = UpstreamPool(connect_timeout=config.health_check_timeout, read_timeout=config.request_timeout)
-    ports = PublicPorts(PortServers(config.bind_host))
     gates = Gates()
-    instances = InstanceService(config, InstanceRegistry(storage.instances), InstanceLogs(config.logs_dir),
-                                ports, gates)
+    instances = InstanceService(config, InstanceRegistry(storage.instances), InstanceLogs(config.logs_dir), gates)
     library = ModelLibrary(config.models_dir)
     presets = PresetService(storage.presets, instances, config)
     recorder = Recorder(storage.request_log, lambda: settings.get()["request_recording_mode"],
                         lambda: settings.get()["request_recording_retention_days"],
                         lambda: settings.generation)
     recording = ProxyRecording(recorder)
-    ports.make_app = lambda instance_id: InstanceProxy(
-        instance_id, instances, gates, upstream, api_keys, settings.require_auth, config.request_timeout,
-        recording)
+    pipeline = Pipeline(instances, gates, upstream, config.request_timeout)
+    ports = PublicPorts(PortServers(config.bind_host), lambda instance_id: RecordingProxy(
+        instance_id, instances, pipeline, api_keys, settings.require_auth, recording))
+    instances.events.subscribe(port_follower(ports))
     scheduler = Scheduler(config, instances, library, presets, settings)
     instances.waker = scheduler.wake  # wakes from instance ports go through the cap too
     downloads = DownloadService(config, storage.downloads, settings, library)
@@ -137,14 +146,27 @@ def build_services(config: Config) -> Services:
         api_keys=api_keys,
         registry=NodeRegistry(storage.nodes, config),
         instances=instances,
+        ports=ports,
         upstream=upstream,
         library=library,
         presets=presets,
         scheduler=scheduler,
-        forwarder=Forwarder(instances, gates, upstream, config.request_timeout),
+        forwarder=Forwarder(pipeline),
         recorder=recorder,
         images=ImageService(storage.settings, config.node_name, lambda: instances.runtime),
         downloads=downloads,
         cleanup=CleanupService(settings, downloads, instances),
         monitor=Monitor(config, instances),
     )
+
+
+def port_follower(ports: PublicPorts) -> Subscriber:
+    """The lifecycle subscriber that serves each instance's public port while it is active."""
+    def follow(event: LifecycleEvent) -> None:
+        if event.kind == SERVING:
+            ports.serve(event.instance_id, event.port)
+        elif event.kind in (STOPPED, REMOVED):
+            ports.release(event.instance_id)
+        elif event.kind == CLOSING:
+            ports.close()
+    return follow

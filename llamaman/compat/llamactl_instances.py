@@ -11,7 +11,7 @@ from werkzeug.test import run_wsgi_app
 
 from llamaman.compat import llamactl_format as fmt
 from llamaman.errors import Conflict, Invalid, NotFound
-from llamaman.proxy.sidecar import PREAUTHORISED
+from llamaman.proxy.contract import PREAUTHORISED
 from llamaman.webio import json_body, services
 
 bp = Blueprint("llamactl_instances", __name__)
@@ -85,7 +85,7 @@ def proxy(name: str, rest: str):
     found = instance_id(name)
     environ = dict(request.environ)
     environ.update({"PATH_INFO": "/" + rest, "SCRIPT_NAME": "", PREAUTHORISED: True})
-    app = services().instances.ports.make_app(found)
+    app = services().ports.make_app(found)
     body, status, headers = run_wsgi_app(app, environ)
     return Response(body, status=status, headers=headers, direct_passthrough=True)
 

@@ -1,6 +1,6 @@
 """The stale-record check: this node's records vs. the llama-servers the runtime still runs.
 
-Crash recovery (InstanceService._on_exit) acts on every exit the runtime reports; this check
+Crash recovery (LaunchAttempts._on_exit) acts on every exit the runtime reports; this check
 is the safety net for exits it never reported. So a starting or healthy record whose
 llama-server is gone is marked stopped only when a second check (an interval later) finds it
 unchanged: a reported exit has moved it on (restart or failure) long before, and the check never
@@ -61,7 +61,7 @@ class StaleRecords:
         self._suspects = suspects
         report.suspects = sorted(suspects)
         strays = [d for d in found if d.ref.instance_id not in report.marked_stopped and _stray(self.service, d)]
-        report.strays_removed = stop_orphans(self.service, strays)
+        report.strays_removed = stop_orphans(self.service.runtime, strays)
         return report
 
 
@@ -87,8 +87,8 @@ def _mark_stopped(service: InstanceService, instance_id: str, key: tuple[str, in
         if state is None or _identity(current) != key:
             return False
         reason = (state.reason or state.status).splitlines()[0]
-        # _halt is the stop path: the attempt moves on; gate, port and runtime leftovers are released.
-        service._halt(current, rec.STOPPED, error=f"llama-server was gone ({reason}); marked stopped")
+        # halt is the stop path: the attempt moves on; gate, port and runtime leftovers are released.
+        service.attempts.halt(current, rec.STOPPED, error=f"llama-server was gone ({reason}); marked stopped")
     service.logs.event(instance_id, f"marked stopped by the stale-record check: llama-server was gone ({reason})")
     log.warning("instance %s: llama-server was gone (%s); marked stopped", instance_id, reason)
     return True

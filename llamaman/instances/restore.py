@@ -4,69 +4,69 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 from llamaman.errors import LlamamanError
 from llamaman.instances import records as rec
-from llamaman.runtime import Discovered, RuntimeRef
-
-if TYPE_CHECKING:
-    from llamaman.instances.service import InstanceService
+from llamaman.instances.attempts import LaunchAttempts, configure_gate
+from llamaman.instances.events import SERVING
+from llamaman.runtime import Discovered, Runtime, RuntimeRef
 
 log = logging.getLogger(__name__)
 
 
-def restore(service: InstanceService) -> None:
+def restore(attempts: LaunchAttempts) -> None:
     """Adopt running instances, relaunch lost ones, keep sleepers asleep, clean orphans."""
-    records = service.registry.load()
-    found = {d.ref.instance_id: d for d in service.runtime.discover()}
+    registry = attempts.registry
+    records = registry.load()
+    found = {d.ref.instance_id: d for d in attempts.runtime.discover()}
     for record in records:
         try:
-            _restore_one(service, record, found.pop(record["id"], None))
+            _restore_one(attempts, record, found.pop(record["id"], None))
         except LlamamanError as err:
             log.error("could not restore instance %s: %s", record["id"], err.message)
-            service.registry.update(record["id"], {"status": rec.FAILED, "error": err.message,
-                                                   "stopped_at": time.time()})
-    stop_orphans(service, found.values())
+            registry.update(record["id"], {"status": rec.FAILED, "error": err.message, "stopped_at": time.time()})
+    stop_orphans(attempts.runtime, found.values())
 
 
-def stop_orphans(service: InstanceService, orphans: Iterable[Discovered]) -> list[str]:
+def stop_orphans(runtime: Runtime, orphans: Iterable[Discovered]) -> list[str]:
     """Stop llama-servers of this node that no active record owns; returns their names."""
     stopped = []
     for orphan in orphans:
         log.warning("removing orphaned llama-server %s (no record runs it)", orphan.ref.name)
-        service.runtime.stop(orphan.ref)
+        runtime.stop(orphan.ref)
         stopped.append(orphan.ref.name)
     return stopped
 
 
-def _restore_one(service: InstanceService, record: dict, found: Discovered | None) -> None:
+def _restore_one(attempts: LaunchAttempts, record: dict, found: Discovered | None) -> None:
     status = record["status"]
     if status in (rec.STARTING, rec.HEALTHY):
         if found is not None and found.state.running and _same(record, found.ref):
-            _adopt(service, record, found.ref)
+            _adopt(attempts, record, found.ref)
             return
         if found is not None:
-            service.runtime.stop(found.ref)
-        service.registry.update(record["id"], {"status": rec.STOPPED, "runtime": None})
-        attempt = service.prepare_relaunch(record["id"])
-        service.logs.event(record["id"], "relaunching: llama-server was gone after a manager restart")
-        service.start_attempt(record["id"], attempt)
+            attempts.runtime.stop(found.ref)
+        attempts.registry.update(record["id"], {"status": rec.STOPPED, "runtime": None})
+        attempt = attempts.prepare_relaunch(record["id"])
+        attempts.logs.event(record["id"], "relaunching: llama-server was gone after a manager restart")
+        attempts.start(record["id"], attempt)
         return
     if found is not None:
-        service.runtime.stop(found.ref)  # sleeping, stopped and failed instances run nothing
+        attempts.runtime.stop(found.ref)  # sleeping, stopped and failed instances run nothing
     if status == rec.SLEEPING:
-        service.configure_gate(record)
-        service.ports.serve(record["id"], record["port"])
+        _serve(attempts, record)
 
 
-def _adopt(service: InstanceService, record: dict, ref: RuntimeRef) -> None:
-    service.configure_gate(record)
-    service.ports.serve(record["id"], record["port"])
+def _adopt(attempts: LaunchAttempts, record: dict, ref: RuntimeRef) -> None:
+    _serve(attempts, record)
     attempt = record.get("attempt", 0) + 1
-    service.registry.update(record["id"], {"status": rec.STARTING, "attempt": attempt,
-                                           "runtime": ref.to_dict()})
-    service.start_attempt(record["id"], attempt, adopt=ref)
+    attempts.registry.update(record["id"], {"status": rec.STARTING, "attempt": attempt, "runtime": ref.to_dict()})
+    attempts.start(record["id"], attempt, adopt=ref)
+
+
+def _serve(attempts: LaunchAttempts, record: dict) -> None:
+    configure_gate(attempts.gates, record)
+    attempts.events.emit(SERVING, record["id"], record["port"])
 
 
 def _same(record: dict, ref: RuntimeRef) -> bool:

@@ -14,8 +14,8 @@ import socket
 
 from cheroot import server, wsgi
 
+from llamaman.proxy.contract import SOCKET_KEY
 from llamaman.proxy.http1 import readable
-from llamaman.proxy.sidecar import SOCKET_KEY
 
 LINGER_S = 0.002  # how long a worker waits for a kept-alive client's next request
 

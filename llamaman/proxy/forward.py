@@ -1,64 +1,56 @@
-"""Forwarding a request of the compat API to an instance through the same gate, wake and
-sampling overrides as its sidecar, over the shared upstream pool."""
+"""Forwarding a request of the compat API to an instance through the same pipeline as its
+sidecar (gate, wake, sampling overrides), over the shared upstream pool."""
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from llamaman.proxy import inference
-from llamaman.proxy.gate import Gates, Ticket
-from llamaman.proxy.upstream import UpstreamPool
-
-if TYPE_CHECKING:
-    from llamaman.instances.service import InstanceService
+from llamaman.proxy.admission import Admission, Pipeline
+from llamaman.proxy.upstream import Response
 
 
-@dataclass
 class Opened:
     """An upstream response in flight; close() releases the gate slot (once)."""
 
-    ticket: Ticket
-    response: Any
-    waited_s: float  # queueing and loading before the request reached llama-server
-    instances: InstanceService
-    closed: bool = False
+    __slots__ = ("closed", "response", "ticket")
+
+    def __init__(self, admission: Admission, response: Response) -> None:
+        self.ticket = admission
+        self.response = response
+        self.closed = False
+
+    @property
+    def waited_s(self) -> float:
+        """Queueing and loading before the request reached llama-server."""
+        return self.ticket.waited_s or 0.0
 
     def close(self, finished: bool = True) -> None:
         if self.closed:
             return
         self.closed = True
-        if finished:
-            self.response.drain_conn()  # reads what is left (e.g. after [DONE]) so the connection can be reused
-        else:
-            self.response.close()  # stop generating for a client that went away
-        self.response.release_conn()
-        self.ticket.release()
-        self.instances.request_done(self.ticket.member_id)
+        try:
+            if finished:
+                self.response.drain_conn()  # reads what is left (e.g. after [DONE]) so the connection can be reused
+            else:
+                self.response.close()  # stop generating for a client that went away
+            self.response.release_conn()
+        finally:
+            self.ticket.release()
+
+
+def _never() -> bool:
+    return False
 
 
 class Forwarder:
-    def __init__(self, instances: InstanceService, gates: Gates, pool: UpstreamPool, timeout: float) -> None:
-        self.instances = instances
-        self.gates = gates
-        self.pool = pool
-        self.timeout = timeout
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
 
     def open(self, instance_id: str, path: str, body: dict[str, Any]) -> Opened:
         """Admit, wake if needed, apply overrides, and send; the caller must close() the result."""
-        started = time.monotonic()
-        ticket = self.gates.admit(instance_id, self.timeout, lambda: False)
-        try:
-            target = self.instances.ensure_running(ticket.member_id, self.timeout)
-            live = self.instances.live(ticket.member_id) or {}
-            raw = inference.apply_overrides(json.dumps(body).encode(), body, live)
-            waited = time.monotonic() - started
-            response = self.pool.open("POST", target.host, target.port, path,
-                                      {"Authorization": f"Bearer {target.api_key}",
-                                       "Content-Type": "application/json"}, raw)
-        except BaseException:
-            ticket.release()
-            self.instances.request_done(ticket.member_id)
-            raise
-        return Opened(ticket, response, waited, self.instances)
+        raw = json.dumps(body).encode()
+        admission = self.pipeline.admit(instance_id, _never, time.monotonic())
+        response = self.pipeline.open(admission, instance_id, None, "POST", path,
+                                      {"Content-Type": "application/json"}, raw, body)
+        return Opened(admission, response)

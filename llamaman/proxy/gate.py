@@ -35,14 +35,6 @@ class _Waiter:
     event: threading.Event = field(default_factory=threading.Event)
 
 
-@dataclass(frozen=True)
-class Admission:
-    """Which member a request was given, and its place in the gate's admission order."""
-
-    member_id: str
-    seq: int
-
-
 class Gate:
     """FIFO admission over a set of members; thread-safe."""
 
@@ -72,7 +64,7 @@ class Gate:
                     self.waiters.popleft().event.set()  # granted stays None: refused
             return True
 
-    def acquire(self, timeout: float, gone: Callable[[], bool] = lambda: False) -> Admission:
+    def acquire(self, timeout: float, gone: Callable[[], bool] = lambda: False) -> Ticket:
         """Wait for a slot in arrival order; return the member that got it."""
         with self.lock:
             member_id = self._pick() if not self.waiters else None
@@ -106,12 +98,12 @@ class Gate:
             member = self.members.get(member_id)
             return (member.active if member else 0), len(self.waiters)
 
-    def _admit(self, member_id: str) -> Admission:
+    def _admit(self, member_id: str) -> Ticket:
         self.members[member_id].active += 1
         self.admitted += 1
-        return Admission(member_id, self.admitted)
+        return Ticket(self, member_id, self.admitted)
 
-    def _wait(self, waiter: _Waiter, timeout: float, gone: Callable[[], bool]) -> Admission:
+    def _wait(self, waiter: _Waiter, timeout: float, gone: Callable[[], bool]) -> Ticket:
         deadline = time.monotonic() + timeout
         while not waiter.event.wait(WAIT_SLICE_S):
             expired = time.monotonic() >= deadline
@@ -125,7 +117,7 @@ class Gate:
                 break  # granted while we were giving up: take the slot
         if waiter.granted is None:
             raise Unavailable("the instance stopped while the request was queued")
-        return Admission(waiter.granted, waiter.seq)
+        return Ticket(self, waiter.granted, waiter.seq)
 
     def _grant(self) -> None:
         while self.waiters:
@@ -149,7 +141,8 @@ class Gate:
 
 @dataclass(frozen=True)
 class Ticket:
-    """An admitted request: release it on the gate it came from."""
+    """An admitted request: which member it was given, its place in the gate's admission
+    order, and the gate to release it on."""
 
     gate: Gate
     member_id: str
@@ -194,8 +187,7 @@ class Gates:
         gate = self.gate(instance_id)
         if gate is None:
             raise QueueFull("instance is not accepting requests")
-        admission = gate.acquire(timeout, gone)
-        return Ticket(gate, admission.member_id, admission.seq)
+        return gate.acquire(timeout, gone)
 
     def counts(self, instance_id: str) -> tuple[int, int]:
         gate = self.gate(instance_id)

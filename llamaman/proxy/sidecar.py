@@ -1,7 +1,8 @@
 """The sidecar: the WSGI app on an instance's public port.
 
-Per request: auth guard → body limit → model check → FIFO gate → wake if asleep →
-sampling overrides → llama-server with the internal key, bytes relayed as they arrive.
+Per request: auth guard → body limit → model check → then the Pipeline (proxy/admission.py):
+FIFO gate → wake if asleep → sampling overrides → llama-server with the internal key; bytes
+relayed as they arrive.
 Every request goes through here, so the per-request path avoids needless work: no
 per-request closures, one pass over the environ, a cached Date header.
 """
@@ -13,35 +14,25 @@ import re
 import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from email.utils import formatdate
-from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from llamaman.auth.guard import Access, decide
 from llamaman.auth.keys import ApiKeyService, header_credential
 from llamaman.errors import LlamamanError, NotFound, TooLarge, Unavailable, error_body
 from llamaman.proxy import inference
-from llamaman.proxy.gate import Gates, Ticket
+from llamaman.proxy.admission import Admission, Pipeline
+from llamaman.proxy.contract import PREAUTHORISED, SOCKET_KEY, Instances
 from llamaman.proxy.http1 import readable
-from llamaman.proxy.record import ProxyRecording, TurnTap, describe
 from llamaman.proxy.upstream import (
     HOP_BY_HOP,
     Response,
-    UpstreamPool,
     forward_headers,
 )
 from llamaman.webio import MAX_BODY_BYTES
 
-if TYPE_CHECKING:
-    from llamaman.instances.service import InstanceService
-    from llamaman.recording.turn import Turn
-
 log = logging.getLogger(__name__)
 
-SOCKET_KEY = "llamaman.socket"
-# Set by the app on :5000 when it relays a request its own guard already admitted (llamactl /proxy/).
-PREAUTHORISED = "llamaman.preauthorised"
 # Client headers never forwarded (WSGI names): credentials, framing, hop-by-hop ones.
 _DROP_ENV = frozenset("HTTP_" + name.upper().replace("-", "_")
                       for name in (*HOP_BY_HOP, "authorization", "host", "content-length", "expect"))
@@ -53,83 +44,79 @@ _STATUS_TEXT = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbid
                 504: "Gateway Timeout"}
 _DOWN = frozenset({"stopped", "failed"})
 SLEEPING = "sleeping"
-CLIENT_GONE = 499
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where an instance's llama-server listens now, and the key it expects."""
-
-    host: str
-    port: int
-    api_key: str
 
 
 class InstanceProxy:
-    """Serves one public port for one instance (or its shared-queue pool)."""
+    """Serves one public port for one instance (or its shared-queue pool).
 
-    def __init__(self, instance_id: str, instances: InstanceService, gates: Gates, pool: UpstreamPool,
-                 keys: ApiKeyService, require_auth: Callable[[], bool], timeout: float,
-                 recording: ProxyRecording | None = None) -> None:
+    The steps a subclass may add to (proxy/record.py records turns): check_model, refuse, relay.
+    """
+
+    def __init__(self, instance_id: str, instances: Instances, pipeline: Pipeline, keys: ApiKeyService,
+                 require_auth: Callable[[], bool]) -> None:
         self.instance_id = instance_id
         self.instances = instances
-        self.gates = gates
-        self.pool = pool
+        self.pipeline = pipeline
         self.keys = keys
         self.require_auth = require_auth
-        self.timeout = timeout
-        self.recording = recording
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         arrived = time.monotonic()
-        path = environ.get("PATH_INFO") or "/"
-        ticket = turn = None
         try:
             if not environ.get(PREAUTHORISED):
                 decide(Access.MODEL, header_credential(self.keys, environ), self.require_auth())
-            inference_path = path in inference.INFERENCE_PATHS
-            if inference_path and self.recording is not None:
-                turn = self.recording.begin(path, arrived)
+        except LlamamanError as err:
+            return json_error(start_response, err.status, err.message, environ.get("PATH_INFO") or "/")
+        return self.serve(environ, start_response, arrived)
+
+    def serve(self, environ: dict, start_response: Callable, arrived: float) -> Iterable[bytes]:
+        """Answer an authorised request: model check, gate, wake, overrides, relay."""
+        path = environ.get("PATH_INFO") or "/"
+        admission = None
+        try:
             raw = read_body(environ)
             live = self._live(self.instance_id)
             body = None
-            if inference_path:
+            if path in inference.INFERENCE_PATHS:
                 body = inference.parse(raw)
-                self._check_model(body, live["model_name"], turn)  # before queueing or waking
-                ticket = self.gates.admit(self.instance_id, self.timeout, client_gone(environ))
+                self.check_model(environ, body, live["model_name"])  # before queueing or waking
+                admission = self.pipeline.admit(self.instance_id, client_gone(environ), arrived)
             elif live["status"] == SLEEPING and path in inference.PROBE_PATHS:
                 raise Unavailable("instance is sleeping", status=SLEEPING)
-            member = ticket.member_id if ticket else self.instance_id
-            target = self.instances.ensure_running(member, self.timeout)
-            if body is not None:
-                raw = inference.apply_overrides(raw, body, live if member == self.instance_id else self._live(member))
-            if turn is not None:
-                turn.instance_id, turn.waited_s = member, time.monotonic() - arrived
-            response = self.pool.open(environ["REQUEST_METHOD"], target.host, target.port,
-                                      request_target(environ), upstream_headers(environ, target), raw)
+            response = self.pipeline.open(admission, self.instance_id, live, environ["REQUEST_METHOD"],
+                                          request_target(environ), upstream_headers(environ), raw, body)
         except LlamamanError as err:  # UpstreamFailed included: 502, or 504 when it timed out
-            return self._refuse(start_response, err.status, err.message, ticket, turn, path)
+            return self.refuse(environ, start_response, err.status, err.message, admission)
         headers = forward_headers(response.headers, drop=_DROP_CHUNKED if response.chunked else frozenset())
         headers.append(("Date", http_date()))
-        if ticket is not None:
+        if admission is not None:
+            ticket = admission.ticket
             headers += [("X-Llamaman-Instance", ticket.member_id), ("X-Llamaman-Admission", str(ticket.seq))]
-        write = start_response(f"{response.status} {response.reason or _STATUS_TEXT.get(response.status, '')}",
-                               headers)
-        if response.chunked:
-            write(b"")  # send the headers now: a WSGI server would hold them until the first chunk
-        tap = None
-        if turn is not None:
-            tap = TurnTap(turn, response.status, response.headers.get("content-type") or "")
-        return Relay(response, self, ticket, tap)
+        relay = self.relay(environ, response, admission)
+        try:
+            write = start_response(f"{response.status} {response.reason or _STATUS_TEXT.get(response.status, '')}",
+                                   headers)
+            if response.chunked:
+                write(b"")  # send the headers now: a WSGI server would hold them until the first chunk
+        except BaseException:  # the client went away before the headers: nothing will close the relay
+            relay.close()
+            raise
+        return relay
 
-    def _check_model(self, body: object, loaded: str, turn: Turn | None) -> None:
-        if turn is None:
-            inference.check_model(body, loaded)
-            return
-        requested = body.get("model") if isinstance(body, dict) else None
-        describe(turn, body, requested if isinstance(requested, str) and requested else loaded, self.instance_id)
+    def check_model(self, environ: dict, body: object, loaded: str) -> None:
+        """NotFound unless the request names the loaded model (or none)."""
         inference.check_model(body, loaded)
-        turn.model = loaded  # the model that serves it, however the client named it
+
+    def refuse(self, environ: dict, start_response: Callable, status: int, message: str,
+               admission: Admission | None) -> list[bytes]:
+        """Answer with an error; the request's gate slot is free again."""
+        if admission is not None:
+            admission.release()
+        return json_error(start_response, status, message, environ.get("PATH_INFO") or "/")
+
+    def relay(self, environ: dict, response: Response, admission: Admission | None) -> Relay:
+        """The response body to hand to the WSGI server."""
+        return Relay(response, admission)
 
     def _live(self, instance_id: str) -> dict:
         live = self.instances.live(instance_id)
@@ -138,19 +125,6 @@ class InstanceProxy:
         if live["status"] in _DOWN:
             raise Unavailable(live.get("error") or f"instance is {live['status']}")
         return live
-
-    def _refuse(self, start_response: Callable, status: int, message: str, ticket: Ticket | None,
-                turn: Turn | None, path: str) -> list[bytes]:
-        self.done(ticket)
-        if turn is not None and self.recording is not None:
-            self.recording.refused(turn, status, message)
-        return json_error(start_response, status, message, path)
-
-    def done(self, ticket: Ticket | None) -> None:
-        """Release the request's gate slot (idle time counts from now)."""
-        if ticket is not None:
-            ticket.release()
-            self.instances.request_done(ticket.member_id)
 
 
 def client_gone(environ: dict) -> Callable[[], bool]:
@@ -171,29 +145,21 @@ class Relay:
     """The response body: upstream bytes as they arrive.
 
     The WSGI server calls close() when the response ends or the client goes away; an
-    unfinished upstream response is then closed at once, so llama-server stops generating.
+    unfinished upstream response is then closed at once, so llama-server stops generating,
+    and the request's gate slot is released (once, even when closing the upstream fails).
     """
 
-    __slots__ = ("broken", "closed", "finished", "proxy", "response", "tap", "ticket")
+    __slots__ = ("admission", "broken", "closed", "finished", "response")
 
-    def __init__(self, response: Response, proxy: InstanceProxy, ticket: Ticket | None,
-                 tap: TurnTap | None) -> None:
+    def __init__(self, response: Response, admission: Admission | None) -> None:
         self.response = response
-        self.proxy = proxy
-        self.ticket = ticket
-        self.tap = tap
+        self.admission = admission
         self.finished = self.closed = False
         self.broken: str | None = None
 
     def __iter__(self) -> Iterator[bytes]:
         try:
-            if self.tap is None:
-                yield from self.response.stream()
-            else:
-                feed = self.tap.feed
-                for chunk in self.response.stream():
-                    yield chunk
-                    feed(chunk)  # after the client has it
+            yield from self.chunks()
             self.finished = True
         except OSError as err:  # llama-server died mid-body: end the stream cleanly
             log.warning("upstream stream broke: %s", err)
@@ -201,19 +167,22 @@ class Relay:
             if (self.response.headers.get("content-type") or "").startswith("text/event-stream"):
                 yield b'data: {"error": "llama-server stopped while streaming"}\n\n'
 
+    def chunks(self) -> Iterator[bytes]:
+        """The upstream body as it arrives."""
+        return self.response.stream()
+
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
-        if self.finished:
-            self.response.release_conn()
-        else:
-            self.response.close()
-        self.proxy.done(self.ticket)
-        if self.tap is not None and self.proxy.recording is not None:
-            if not self.finished and self.broken is None:
-                self.tap.turn.status, self.tap.turn.error = CLIENT_GONE, "client disconnected"
-            self.proxy.recording.finish(self.tap, self.broken)
+        try:
+            if self.finished:
+                self.response.release_conn()
+            else:
+                self.response.close()
+        finally:
+            if self.admission is not None:
+                self.admission.release()
 
 
 def read_body(environ: dict) -> bytes | None:
@@ -239,13 +208,12 @@ def request_target(environ: dict) -> str:
     return f"{path}?{query}" if query else path
 
 
-def upstream_headers(environ: dict, target: Target) -> dict[str, str]:
-    """Client headers minus hop-by-hop ones and credentials, plus the internal key."""
+def upstream_headers(environ: dict) -> dict[str, str]:
+    """Client headers minus hop-by-hop ones and credentials (the pipeline adds the internal key)."""
     headers = {key[5:].replace("_", "-").title(): value for key, value in environ.items()
                if key[:5] == "HTTP_" and key not in _DROP_ENV}
     if environ.get("CONTENT_TYPE"):
         headers["Content-Type"] = environ["CONTENT_TYPE"]
-    headers["Authorization"] = f"Bearer {target.api_key}"
     return headers
 
 

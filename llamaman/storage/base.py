@@ -86,8 +86,9 @@ class Storage(Protocol):
     request_log: RequestLogRepository
     nodes: Collection  # cluster registry, keyed by node name
 
-    def open(self) -> None:
-        """Connect / create files and tables / run migrations."""
+    def open(self, domain: Any = None) -> None:
+        """Connect / create files and tables / run migrations; `domain` (a
+        storage.upstream.DomainRecords) lets it import LlamaMan 1.2.1 data found there."""
 
     def close(self) -> None:
         """Release connections and file handles."""

@@ -25,6 +25,7 @@ from llamaman.storage._common import (
 from llamaman.storage._jsonfile import JsonDocument, clone
 from llamaman.storage.base import Mutator, Record
 from llamaman.storage.json_request_log import JsonRequestLog
+from llamaman.storage.upstream import DomainRecords
 
 
 class JsonRepository:
@@ -211,10 +212,10 @@ class JsonStorage:
         self.nodes = JsonRepository(docs["nodes"])
         self.request_log = JsonRequestLog(Path(recordings_dir))
 
-    def open(self) -> None:
+    def open(self, domain: DomainRecords | None = None) -> None:
         """Create the directories, drop crashed writers' temp files, adopt legacy records."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        upstream_json.migrate(self.data_dir, self.node)  # a LlamaMan 1.2.1 DATA_DIR, once
+        upstream_json.migrate(self.data_dir, self.node, domain)  # a LlamaMan 1.2.1 DATA_DIR, once
         for doc in self._docs:
             doc.cleanup()
         for repo in (self.instances, self.downloads, self.presets):

@@ -41,6 +41,7 @@ from llamaman.storage._common import (
 )
 from llamaman.storage.base import Mutator, Record
 from llamaman.storage.sql_schema import metadata, migrate
+from llamaman.storage.upstream import DomainRecords
 from llamaman.storage.upstream_sql import import_upstream
 
 T = TypeVar("T")
@@ -355,9 +356,9 @@ class SqlStorage:
         """The SQLAlchemy engine while open."""
         return self.db.engine
 
-    def open(self) -> None:
+    def open(self, domain: DomainRecords | None = None) -> None:
         """Connect, import a LlamaMan 1.2.1 database once, create tables, run migrations."""
-        self.db.open(prepare=lambda engine: import_upstream(engine, self.node))
+        self.db.open(prepare=lambda engine: import_upstream(engine, self.node, domain))
 
     def close(self) -> None:
         """Release every pooled connection."""

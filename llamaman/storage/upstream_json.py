@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from llamaman.errors import StorageError
 from llamaman.storage import upstream
 from llamaman.storage._common import node_key
 from llamaman.storage._jsonfile import FileLock, atomic_write, dumps, fsync_dir
@@ -95,15 +96,18 @@ def make_backup(data_dir: Path) -> Path:
     return final
 
 
-def migrate(data_dir: Path, node: str) -> Path | None:
+def migrate(data_dir: Path, node: str, domain: upstream.DomainRecords | None) -> Path | None:
     """Import upstream's files when there are any; return the backup directory used."""
     todo = pending(data_dir)
     if not todo:
         return None
+    if domain is None:
+        raise StorageError(f"{data_dir} holds LlamaMan 1.2.1 files {todo}; open the storage with "
+                           "llamaman.dropin's records to import them. Nothing was changed.")
     backup = find_backup(data_dir) or make_backup(data_dir)
     log.warning("importing LlamaMan 1.2.1 files %s; originals kept in %s", todo, backup)
     for name in todo:
-        CONVERTERS[name](data_dir, node)
+        CONVERTERS[name](data_dir, node, domain)
     return backup
 
 
@@ -114,10 +118,10 @@ def _rewrite(data_dir: Path, name: str, fn: Callable[[Any], dict]) -> None:
         atomic_write(path, dumps(fn(_load(path))))
 
 
-def _convert_state(data_dir: Path, node: str) -> None:
+def _convert_state(data_dir: Path, node: str, domain: upstream.DomainRecords) -> None:
     def convert(doc: dict) -> dict:
         out = dict(doc)
-        for section, fn in (("instances", upstream.instance), ("downloads", upstream.download)):
+        for section, fn in (("instances", domain.instance), ("downloads", upstream.download)):
             items = doc.get(section)
             if isinstance(items, list):
                 out[section] = {}
@@ -129,7 +133,7 @@ def _convert_state(data_dir: Path, node: str) -> None:
     _rewrite(data_dir, "state.json", convert)
 
 
-def _convert_users(data_dir: Path, node: str) -> None:
+def _convert_users(data_dir: Path, node: str, domain: upstream.DomainRecords) -> None:
     def convert(doc: dict) -> dict:
         out = {}
         for key, record in doc.items():
@@ -140,12 +144,12 @@ def _convert_users(data_dir: Path, node: str) -> None:
     _rewrite(data_dir, "users.json", convert)
 
 
-def _convert_presets(data_dir: Path, node: str) -> None:
+def _convert_presets(data_dir: Path, node: str, domain: upstream.DomainRecords) -> None:
     def convert(doc: dict) -> dict:
         out = {}
         for key, record in doc.items():
             if key.startswith("/") and isinstance(record, dict):
-                out[node_key(node, key)] = {**upstream.preset(key, record), "node": node}
+                out[node_key(node, key)] = {**domain.preset(key, record), "node": node}
             else:
                 out[key] = record
         return out
@@ -153,9 +157,9 @@ def _convert_presets(data_dir: Path, node: str) -> None:
     _rewrite(data_dir, "presets.json", convert)
 
 
-def _convert_settings(data_dir: Path, node: str) -> None:
+def _convert_settings(data_dir: Path, node: str, domain: upstream.DomainRecords) -> None:
     glob, nodes = upstream.settings(_load(data_dir / "settings.json"))
-    upstream.sidecars(glob.get("model_sources"))
+    domain.sidecars(glob.get("model_sources"))
     # Node documents first: were the process to stop here, settings.json is still upstream's.
     _rewrite(data_dir, "node_settings.json", lambda doc: _merge_nodes(doc or {}, nodes))
     _rewrite(data_dir, "settings.json", lambda _doc: glob)
@@ -165,7 +169,7 @@ def _merge_nodes(doc: dict, nodes: dict[str, dict]) -> dict:
     return {**doc, **{name: {**doc.get(name, {}), **values} for name, values in nodes.items()}}
 
 
-def _convert_api_keys(data_dir: Path, node: str) -> None:
+def _convert_api_keys(data_dir: Path, node: str, domain: upstream.DomainRecords) -> None:
     def convert(keys: list) -> dict:
         records = [upstream.api_key(r) for r in keys
                    if isinstance(r, dict) and r.get("key_hash") and r.get("id")]
@@ -174,7 +178,7 @@ def _convert_api_keys(data_dir: Path, node: str) -> None:
     _rewrite(data_dir, "api_keys.json", convert)
 
 
-CONVERTERS: dict[str, Callable[[Path, str], None]] = {
+CONVERTERS: dict[str, Callable[[Path, str, upstream.DomainRecords], None]] = {
     "state.json": _convert_state,
     "users.json": _convert_users,
     "presets.json": _convert_presets,

@@ -42,11 +42,14 @@ def is_upstream(conn: Connection) -> bool:
     return "data" in {c["name"] for c in insp.get_columns("instances")}
 
 
-def import_upstream(engine: Engine, node: str) -> bool:
+def import_upstream(engine: Engine, node: str, domain: upstream.DomainRecords | None) -> bool:
     """Import upstream's tables when the database has them; True when it did."""
     with engine.connect() as conn:
         if not is_upstream(conn):
             return False
+        if domain is None:
+            raise StorageError("this database holds LlamaMan 1.2.1 tables; open the storage with "
+                               "llamaman.dropin's records to import them. Nothing was changed.")
         if conn.dialect.name not in _MYSQL:
             raise StorageError("this database holds LlamaMan 1.2.1 tables; llamaman imports "
                                "them on MariaDB/MySQL only. Nothing was changed.")
@@ -55,7 +58,7 @@ def import_upstream(engine: Engine, node: str) -> bool:
             return False
         stage = _create_stage(conn)
         with conn.begin():
-            _copy_rows(conn, stage, node)
+            _copy_rows(conn, stage, node, domain)
         _swap(conn, [t for t in UPSTREAM_TABLES if t in inspect(conn).get_table_names()])
     log.warning("imported LlamaMan 1.2.1 tables; originals kept as %s<name>", BACKUP_PREFIX)
     return True
@@ -102,14 +105,14 @@ def _body(record: dict[str, Any]) -> str:
     return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
 
 
-def _copy_rows(conn: Connection, stage: dict[str, Table], node: str) -> None:
+def _copy_rows(conn: Connection, stage: dict[str, Table], node: str, domain: upstream.DomainRecords) -> None:
     """Convert every upstream row into the stage tables."""
-    for name, fn in (("instances", upstream.instance), ("downloads", upstream.download)):
+    for name, fn in (("instances", domain.instance), ("downloads", upstream.download)):
         for row in _rows(conn, name):
             record = fn({**_data(row), "node_id": row.get("node_id")}, node)
             _put(conn, stage[name], record, node=record["node"])
     for row in _rows(conn, "presets"):
-        record = {**upstream.preset(row["model_path"], _data(row)), "node": node}
+        record = {**domain.preset(row["model_path"], _data(row)), "node": node}
         _put(conn, stage["presets"], record, key=row["model_path"], node=node)
     for row in _rows(conn, "users"):
         record = upstream.user(row)
@@ -117,7 +120,7 @@ def _copy_rows(conn: Connection, stage: dict[str, Table], node: str) -> None:
     for row in _rows(conn, "api_keys"):
         record = upstream.api_key(row)
         _put(conn, stage["api_keys"], record, key_hash=record["hash"])
-    _copy_settings(conn, stage["settings"])
+    _copy_settings(conn, stage["settings"], domain)
     _copy_request_log(conn, stage["request_log"])
     conn.execute(insert(stage["schema_version"]),
                  [{"version": v, "applied_at": time.time()} for v in range(1, LATEST + 1)])
@@ -128,10 +131,10 @@ def _put(conn: Connection, table: Table, record: dict[str, Any], *, key: str | N
     conn.execute(insert(table).values(record_id=key or record["id"], body=_body(record), **columns))
 
 
-def _copy_settings(conn: Connection, table: Table) -> None:
+def _copy_settings(conn: Connection, table: Table, domain: upstream.DomainRecords) -> None:
     rows = {r["key"]: _data(r) for r in _rows(conn, "settings")}
     glob, nodes = upstream.settings(rows.get("global", {}))
-    upstream.sidecars(glob.get("model_sources"))
+    domain.sidecars(glob.get("model_sources"))
     for scope, doc in {"global": glob, **nodes}.items():
         _put(conn, table, doc, key=scope)
 

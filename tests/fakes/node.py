@@ -18,6 +18,7 @@ from llamaman.presets.service import PresetService
 from llamaman.proxy.gate import Gates
 from llamaman.runtime.base import RuntimeRef
 from llamaman.scheduler import Scheduler
+from llamaman.services import port_follower
 from llamaman.settings.service import SettingsService
 from llamaman.storage import open_storage
 from tests.fakes.runtime import FakeHealth, FakeHost, FakeRuntime
@@ -36,7 +37,7 @@ class FakePorts:
     def serve(self, instance_id: str, port: int) -> None:
         self.served[instance_id] = port
 
-    def release(self, instance_id: str, port: int) -> None:
+    def release(self, instance_id: str) -> None:
         self.served.pop(instance_id, None)
 
     def close(self) -> None:
@@ -111,9 +112,9 @@ def make_node(tmp_path: Path, autoload: bool = True, **env: str) -> Node:
     storage.open()
     settings = SettingsService(storage.settings, NODE)
     gates, ports, host = Gates(), FakePorts(), FakeHost(autoload=autoload)
-    instances = InstanceService(config, InstanceRegistry(storage.instances), InstanceLogs(config.logs_dir),
-                                ports, gates)  # type: ignore[arg-type] - FakePorts serves like PublicPorts
-    for allocator in (instances.public_ports, instances.internal_ports):
+    instances = InstanceService(config, InstanceRegistry(storage.instances), InstanceLogs(config.logs_dir), gates)
+    instances.events.subscribe(port_follower(ports))  # type: ignore[arg-type] - FakePorts serves like PublicPorts
+    for allocator in (instances.claims.public, instances.claims.internal):
         allocator.is_free = lambda port: True  # no bind probes: the fake runtime listens nowhere
     library = ModelLibrary(models, poll_s=3600)
     scheduler = Scheduler(config, instances, library, PresetService(storage.presets, instances, config),
@@ -121,5 +122,5 @@ def make_node(tmp_path: Path, autoload: bool = True, **env: str) -> Node:
     instances.waker = scheduler.wake
     runtime = FakeRuntime(host, NODE)
     instances.start(runtime)
-    instances.waiter = FakeHealth(host, runtime)
+    instances.attempts.waiter = FakeHealth(host, runtime)
     return Node(config, host, runtime, instances, scheduler, library, settings, gates, ports, models, storage)

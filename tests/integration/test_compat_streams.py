@@ -8,9 +8,10 @@ import threading
 import pytest
 
 from llamaman.compat.streams import DONE, StreamCut, relay_sse, sse_events
+from llamaman.proxy.admission import Pipeline
+from llamaman.proxy.contract import Target
 from llamaman.proxy.forward import Forwarder
 from llamaman.proxy.gate import Gates
-from llamaman.proxy.sidecar import Target
 from llamaman.proxy.upstream import UpstreamPool
 from tests.integration.test_sidecar_errors import FakeInstances
 
@@ -41,7 +42,7 @@ def open_stream(reply: bytes):
     instances = FakeInstances(Target("127.0.0.1", port, "key"))
     gates = Gates()
     gates.configure("i1", None, 0, 10)
-    forwarder = Forwarder(instances, gates, UpstreamPool(2, 10), timeout=5)
+    forwarder = Forwarder(Pipeline(instances, gates, UpstreamPool(2, 10), timeout=5))
     return forwarder.open("i1", "/v1/chat/completions", {"stream": True}), instances
 
 

@@ -21,6 +21,9 @@ from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
+from llamaman.dropin.records import UpstreamRecords
+from llamaman.errors import StorageError
+from llamaman.storage import open_storage
 from tests.appkit import csrf_of, make_app
 from tests.conftest import require
 from tests.modelkit import write_gguf
@@ -237,6 +240,17 @@ def test_json_data_dir_of_llamaman_121(tmp_path):
     assert {k: restored[k] for k in before} == before
 
 
+def test_storage_opened_without_the_dropin_records_refuses_upstream_files(tmp_path):
+    """Storage alone cannot convert LlamaMan's presets and instances: it refuses, changing nothing."""
+    data = copy_json_fixture(tmp_path)
+    before = snapshot(data)
+    storage = open_storage(node="srv1", data_dir=data)
+    with pytest.raises(StorageError, match="LlamaMan 1.2.1 files"):
+        storage.open()
+    assert snapshot(data) == before
+    assert list(data.glob("backup-llamaman-1.2.1-*")) == []
+
+
 def test_json_import_resumes_after_a_crash(tmp_path):
     """A crash after the backup and some conversions: the next start finishes, one backup."""
     from llamaman.storage import upstream_json
@@ -245,7 +259,7 @@ def test_json_import_resumes_after_a_crash(tmp_path):
     data = copy_json_fixture(tmp_path)
     before = snapshot(data)
     backup = upstream_json.make_backup(data)
-    upstream_json.CONVERTERS["users.json"](data, "srv1")
+    upstream_json.CONVERTERS["users.json"](data, "srv1", UpstreamRecords())
     assert upstream_json.pending(data) == ["state.json", "api_keys.json", "presets.json", "settings.json"]
     app = start(tmp_path)
     try:
@@ -350,6 +364,6 @@ def test_mariadb_import_failure_touches_nothing(tmp_path, upstream_db, monkeypat
     assert "schema_version" not in tables(upstream_db)
     monkeypatch.undo()
     engine = create_engine(upstream_db, poolclass=NullPool)
-    assert upstream_sql.import_upstream(engine, "srv1") is True
+    assert upstream_sql.import_upstream(engine, "srv1", UpstreamRecords()) is True
     engine.dispose()
     assert checksums(upstream_db, "llamaman121_") == before

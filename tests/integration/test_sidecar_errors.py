@@ -5,8 +5,10 @@ import socket
 import threading
 
 from llamaman.auth.guard import ANONYMOUS
+from llamaman.proxy.admission import Pipeline
+from llamaman.proxy.contract import Target
 from llamaman.proxy.gate import Gates
-from llamaman.proxy.sidecar import InstanceProxy, Target
+from llamaman.proxy.sidecar import InstanceProxy
 from llamaman.proxy.upstream import UpstreamPool
 from tests.helpers import free_port
 
@@ -47,8 +49,8 @@ def make_proxy(target, read_timeout=5.0):
     gates = Gates()
     gates.configure("i", None, 1, 5)
     instances = FakeInstances(target)
-    proxy = InstanceProxy("i", instances, gates, UpstreamPool(1.0, read_timeout), OpenKeys(),
-                          require_auth=lambda: False, timeout=2.0)
+    pipeline = Pipeline(instances, gates, UpstreamPool(1.0, read_timeout), timeout=2.0)
+    proxy = InstanceProxy("i", instances, pipeline, OpenKeys(), require_auth=lambda: False)
     return proxy, instances, gates
 
 

@@ -12,25 +12,10 @@ graph = importlib.util.module_from_spec(_spec)
 sys.modules[_spec.name] = graph
 _spec.loader.exec_module(graph)
 
-# Imports that still break the rules, as (importing module, imported module) without the
-# "llamaman." prefix. Each belongs to a piece of work under way; the lead deletes a line once
-# the branch that removes it is merged. Adding a line here needs a reason as good as these.
-ALLOWED = {
-    # instances ↔ proxy: InstanceService starts port servers itself (issue 12 item 1, "core").
-    ("instances.idle", "proxy.sidecar"),
-    ("instances.service", "proxy.gate"),
-    ("instances.service", "proxy.public"),
-    ("instances.service", "proxy.sidecar"),
-    # Lifecycle in three files with a local import to dodge the circle (issue 12 item 2, "core").
-    ("instances.service", "instances.restore"),
-    # storage/upstream.py imports LlamaMan 1.2.1's data into the domain formats; it belongs in a
-    # room above presets/instances/runtime/models (not yet assigned).
-    ("storage.upstream", "presets.validate"),
-    ("storage.upstream", "instances.records"),
-    ("storage.upstream", "runtime.launch_settings"),
-    ("storage.upstream", "models.source_file"),
-    # Removed by the later commits of branch s12-rooms (issue 12 items 4 and 5).
-}
+# Imports allowed to break the rules, as (importing module, imported module) without the
+# "llamaman." prefix: none today. A line here needs a reason written beside it and the work
+# that will remove it.
+ALLOWED: set[tuple[str, str]] = set()
 
 
 def _edges():
