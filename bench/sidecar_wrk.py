@@ -55,21 +55,29 @@ def main() -> None:
     parser.add_argument("--parts", default="wrk,gate,stream")
     args = parser.parse_args()
     env = manager_env(args.runtime, PORTS[args.runtime], "bench-sw")
+    rows: list[dict] = []
+    gaps: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         probe = Path(tmp) / "probe"
         manager = start_bench_manager(Path(tmp), env, probe)
         try:
-            rows, gaps = run(manager, env, Path(tmp) / "data", probe, args)
+            run(manager, env, Path(tmp) / "data", probe, args, rows, gaps)
         finally:
             stop_manager(manager)
-    name = f"sidecar_wrk_{args.runtime}"
+            if rows:  # an interrupted run still reports the parts it finished
+                write(args.runtime, rows, gaps)
+
+
+def write(runtime: str, rows: list[dict], gaps: dict) -> None:
+    name = f"sidecar_wrk_{runtime}"
     report(name, rows, ["part", "via", "run", "load", "rps", "p50_ms", "p99_ms", "errors", "makespan_s",
                         "wait_p50_ms", "wait_max_ms", "worst_gap_ms", "p99_gap_ms", "slowest_ms", "gc_max_ms"])
     extra = Path(__file__).resolve().parent / "results" / f"{name}_gaps.json"
     extra.write_text(json.dumps(gaps))
 
 
-def run(manager, env: dict, data_dir: Path, probe: Path, args) -> tuple[list[dict], dict]:
+def run(manager, env: dict, data_dir: Path, probe: Path, args, rows: list[dict], gaps: dict) -> None:
+    """Launch one instance, then run the parts, adding their rows and stream gaps."""
     model = Path(os.environ["LLAMAMAN_TEST_MODELS_DIR"]) / os.environ["LLAMAMAN_TEST_MODEL"]
     launched = manager.launch(model, parallel=4, ctx_size=2048, threads=2)
     instance = manager.wait_status(launched["id"], "healthy")
@@ -81,18 +89,16 @@ def run(manager, env: dict, data_dir: Path, probe: Path, args) -> tuple[list[dic
     for host, port, key in vias.values():  # warm every path once
         stream_chat(host, port, key)
     parts = set(args.parts.split(","))
-    rows: list[dict] = []
-    gaps: dict = {}
     if "wrk" in parts:
         rows += wrk_part(vias, args)
     if "stream" in parts:
-        stream_rows, gaps = stream_part(vias, manager, probe, args)
+        stream_rows, stream_gaps = stream_part(vias, manager, probe, args)
         rows += stream_rows
+        gaps.update(stream_gaps)
     if "gate" in parts:
         manager.api.patch(manager.url(f"/api/instances/{instance['id']}"),
                           json={"max_concurrent": 4, "max_queue_depth": 20}).raise_for_status()
-        rows += gate_part(vias, args)
-    return rows, gaps
+        gate_part(vias, args, rows)
 
 
 def wrk_part(vias: dict, args) -> list[dict]:
@@ -140,9 +146,9 @@ def worker_gc_max(manager, probe: Path, since: float) -> float:
     return -1.0
 
 
-def gate_part(vias: dict, args) -> list[dict]:
+def gate_part(vias: dict, args, rows: list[dict]) -> None:
     """Bursts of 12 concurrent streams; queue wait = time to headers minus direct's (same rank)."""
-    rows, direct_heads = [], []
+    direct_heads: list[float] = []
     for rep in range(1, args.bursts + 1):
         for via, (host, port, key) in vias.items():
             load = loadavg()
@@ -155,7 +161,6 @@ def gate_part(vias: dict, args) -> list[dict]:
                          "makespan_s": makespan, "wait_p50_ms": statistics.median(waits), "wait_max_ms": max(waits),
                          "worst_gap_ms": max(g for s in streams for g in s.gaps_ms()),
                          "slowest_ms": max((s.done_at - s.started) * 1000 for s in streams)})
-    return rows
 
 
 def burst(host: str, port: int, key: str, count: int) -> tuple[float, list[Stream]]:
