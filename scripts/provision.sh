@@ -15,7 +15,8 @@ CACHE_DIR=${LLAMAMAN_TEST_CACHE_DIR:-/var/cache/llamaman-test}
 ENV_FILE=$STATE_DIR/test-env.sh
 
 APT_PACKAGES=(docker.io docker-registry mariadb-server chromium chromium-driver
-              unzip iproute2 ca-certificates python3-venv debootstrap docker-compose)
+              unzip iproute2 ca-certificates python3-venv debootstrap docker-compose
+              wrk)  # wrk: request rates in bench/sidecar_wrk.py and bench/footprint.py
 
 VENV_DIR=$REPO_DIR/.venv
 VENV_STAMP=$VENV_DIR/.llamaman-requirements.sha256

@@ -7,11 +7,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import httpx2
-from huggingface_hub import HfApi, hf_hub_url
-from huggingface_hub.errors import HfHubHTTPError
-from huggingface_hub.utils import build_hf_headers
-
 from llamaman.downloads.failures import DownloadFailed, http_failure
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -45,6 +40,11 @@ class HubClient:
 
     def snapshot(self, repo_id: str, token: str | None, revision: str | None = None) -> RepoSnapshot:
         """The repo's files with sizes and sha256 at `revision` (default branch when None)."""
+        # Imported on first use: huggingface_hub and httpx2 cost the idle manager ~6 MB.
+        import httpx2
+        from huggingface_hub import HfApi
+        from huggingface_hub.errors import HfHubHTTPError
+
         api = HfApi(endpoint=self.endpoint, library_name=LIBRARY)
         try:
             # token=False stops huggingface_hub from picking up a token on its own:
@@ -66,9 +66,13 @@ class HubClient:
 
     def file_url(self, repo_id: str, commit: str, filename: str) -> str:
         """The resolve URL of a file at a commit."""
+        from huggingface_hub import hf_hub_url
+
         return hf_hub_url(repo_id, filename, revision=commit, endpoint=self.endpoint)
 
     @staticmethod
     def headers(token: str | None) -> dict[str, str]:
         """Request headers for file downloads (user agent, and the token when there is one)."""
+        from huggingface_hub.utils import build_hf_headers
+
         return build_hf_headers(token=token or False, library_name=LIBRARY)
