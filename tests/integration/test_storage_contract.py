@@ -21,6 +21,7 @@ import pytest
 from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.pool import NullPool
 
+from llamaman.dropin.records import UpstreamRecords
 from llamaman.errors import Conflict, Invalid, StorageError
 from llamaman.storage import open_storage
 from llamaman.storage.base import Storage
@@ -45,12 +46,12 @@ class Backend:
     url: str | None
     opened: list[Storage] = field(default_factory=list)
 
-    def make(self, node: str = NODE) -> Storage:
-        """Open a Storage of this backend for node (closed at teardown)."""
+    def make(self, node: str = NODE, domain: UpstreamRecords | None = None) -> Storage:
+        """Open a Storage of this backend for node (closed at teardown); domain imports LlamaMan data."""
         storage = open_storage(
             node=node, data_dir=self.data_dir, recordings_dir=None, database_url=self.url
         )
-        storage.open()
+        storage.open(domain)
         self.opened.append(storage)
         return storage
 
@@ -630,7 +631,7 @@ def test_json_adopts_single_node_llamaman_files(backend: Backend) -> None:
     (backend.data_dir / "state.json").write_text(json.dumps(legacy_state))
     (backend.data_dir / "presets.json").write_text(json.dumps({"/models/m.gguf": {"ctx": 4096}}))
     (backend.data_dir / "settings.json").write_text(json.dumps({"require_auth": False}))
-    store = backend.make("srv1")
+    store = backend.make("srv1", UpstreamRecords())
     assert store.instances.get("abc") == {"id": "abc", "port": 8000, "node": "srv1"}
     # LlamaMan 1.2.1 presets are imported with their model path (unknown fields kept)
     assert store.presets.list() == [{"ctx": 4096, "model_path": "/models/m.gguf", "node": "srv1"}]
