@@ -24,7 +24,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import report
-from bench.proxy import CHAT, Pytestless, internal_of, stream_once
+from bench.harness import Pytestless, internal_of
+from bench.proxy import CHAT, stream_once
 from tests.e2e.instancekit import runtime_env, start_manager
 
 OLLAMA_CHAT = {"messages": CHAT["messages"], "options": {"num_predict": 32}, "stream": True}

@@ -25,18 +25,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import report, summary, throughput, timed_requests
+from bench.harness import CHAT, Pytestless, internal_of
 from tests.e2e.instancekit import runtime_env, start_manager
 from tests.helpers import start_llama_process, wait_http
-
-CHAT = {"messages": [{"role": "user", "content": "Count from one to fifty."}], "max_tokens": 32,
-        "ignore_eos": True, "stream": True}
-
-
-class Pytestless:
-    """Enough of pytest's request object for runtime_env()."""
-
-    def getfixturevalue(self, name: str) -> str:
-        return {"llama_server_bin": os.environ["LLAMA_SERVER_BIN"]}[name]
 
 
 def stream_once(port: int, key: str, body: dict) -> dict:
@@ -72,15 +63,6 @@ def burst(port: int, key: str, count: int) -> float:
     for thread in threads:
         thread.join()
     return time.perf_counter() - start
-
-
-def internal_of(data_dir: Path, instance_id: str) -> tuple[int, str]:
-    """The instance's internal port and key, read from its record (benchmark-only access)."""
-    state = json.loads((data_dir / "state.json").read_text())
-    for record in state["instances"].values():
-        if record["id"] == instance_id:
-            return record["internal_port"], record["api_key"]
-    raise KeyError(instance_id)
 
 
 def median_rows(rows: list[dict]) -> dict:
