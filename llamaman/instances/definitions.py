@@ -25,8 +25,6 @@ from llamaman.instances.registry import InstanceRegistry, Record
 from llamaman.validation import require_object
 
 RELAUNCH_FIELDS = ("model_path", "settings", *EXECUTION_DEFAULTS)  # changing these needs a relaunch
-RECONFIGURE_FIELDS = ("model_path", "real_model_path", "model_name", "settings",
-                      *rec.LIVE_DEFAULTS, *rec.RESTART_DEFAULTS, *EXECUTION_DEFAULTS)
 
 
 class Definitions:
