@@ -15,9 +15,8 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
-
 from llamaman.models.entries import shard_key
+from llamaman.models.gguf_constants import GGML_QUANT_SIZES, GGMLQuantizationType
 from llamaman.models.gguf_header import UnreadableGGUF, read_header
 from llamaman.runtime.base import tail_lines
 

@@ -7,9 +7,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from gguf import LlamaFileType
-
 from llamaman.instances.records import model_stem
+from llamaman.models.gguf_constants import LlamaFileType
 from llamaman.models.gguf_header import ArraySummary, UnreadableGGUF, read_header
 from llamaman.models.scanner import SHARD_RE, FileInfo, HfDir
 

@@ -6,7 +6,8 @@ the header over a read-only memory map with explicit bounds: every length is che
 the bytes actually present, big arrays are skipped rather than read, and walking work is capped.
 Reads go through a small sliding buffer rather than mmap: a file truncated while it is being
 read (a download rewriting it) then gives an error instead of SIGBUS killing the worker.
-Constants (value types, quantisation block sizes) come from the `gguf` package.
+Constants (value types, quantisation block sizes) come from the `gguf` package (its constants
+module alone: see gguf_constants).
 """
 from __future__ import annotations
 
@@ -17,9 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValueType
-
 from llamaman.errors import Invalid
+from llamaman.models.gguf_constants import (
+    GGML_QUANT_SIZES,
+    GGMLQuantizationType,
+    GGUFValueType,
+)
 
 MAGIC = b"GGUF"
 MAX_KV = 1 << 16  # real models carry ~30-100 keys
