@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -15,6 +16,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -92,6 +95,28 @@ def loadavg() -> str:
 
 # ----------------------------------------------------------------------------------- wrk
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+
+
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds used so far: the whole machine (busy), wrk (finished children), llama-server
+    and docker-proxy processes anywhere, and the manager (the rest of this bench's children)."""
+    busy = psutil.cpu_times()
+    out = {"busy": sum(busy) - busy.idle - getattr(busy, "iowait", 0.0),
+           "wrk": sum(resource.getrusage(resource.RUSAGE_CHILDREN)[:2]),
+           "manager": 0.0, "server": 0.0, "docker_proxy": 0.0}
+    mine = {p.pid for p in psutil.Process().children(recursive=True)}
+    for proc in psutil.process_iter(["name", "cpu_times"]):
+        name, times = proc.info["name"], proc.info["cpu_times"]
+        group = {"llama-server": "server", "docker-proxy": "docker_proxy"}.get(name)
+        group = group or ("manager" if proc.pid in mine else None)
+        if group and times:
+            out[group] += times.user + times.system
+    return out
+
+
+def cpu_shares(before: dict[str, float], after: dict[str, float], wall_s: float) -> dict[str, float]:
+    """Each group's CPU between two cpu_seconds() readings, in % of one core."""
+    return {f"cpu_{k}_pct": round((after[k] - before[k]) / wall_s * 100, 1) for k in before}
 
 
 def wrk(host: str, port: int, path: str, key: str, connections: int, seconds: float) -> dict:

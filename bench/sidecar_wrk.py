@@ -31,6 +31,8 @@ from bench.common import percentile, report
 from bench.harness import (
     Stream,
     container_address,
+    cpu_seconds,
+    cpu_shares,
     internal_of,
     loadavg,
     manager_env,
@@ -71,7 +73,8 @@ def main() -> None:
 def write(runtime: str, rows: list[dict], gaps: dict) -> None:
     name = f"sidecar_wrk_{runtime}"
     report(name, rows, ["part", "via", "run", "load", "rps", "p50_ms", "p99_ms", "errors", "makespan_s",
-                        "wait_p50_ms", "wait_max_ms", "worst_gap_ms", "p99_gap_ms", "slowest_ms", "gc_max_ms"])
+                        "wait_p50_ms", "wait_max_ms", "worst_gap_ms", "p99_gap_ms", "slowest_ms", "gc_max_ms",
+                        "cpu_busy_pct", "cpu_wrk_pct", "cpu_manager_pct", "cpu_server_pct", "cpu_docker_proxy_pct"])
     extra = Path(__file__).resolve().parent / "results" / f"{name}_gaps.json"
     extra.write_text(json.dumps(gaps))
 
@@ -106,9 +109,11 @@ def wrk_part(vias: dict, args) -> list[dict]:
     for connections in (int(c) for c in args.connections.split(",")):
         for rep in range(1, args.reps + 1):
             for via, (host, port, key) in vias.items():
-                load = loadavg()
+                load, before, began = loadavg(), cpu_seconds(), time.monotonic()
                 result = wrk(host, port, "/health", key, connections, args.seconds)
-                rows.append({"part": f"wrk /health c{connections}", "via": via, "run": rep, "load": load, **result})
+                shares = cpu_shares(before, cpu_seconds(), time.monotonic() - began)
+                rows.append({"part": f"wrk /health c{connections}", "via": via, "run": rep, "load": load,
+                             **result, **shares})
     return rows
 
 
