@@ -7,16 +7,29 @@ import time
 from collections.abc import Callable
 
 from cheroot import wsgi
+from cheroot.workers import threadpool
 
 from llamaman.errors import Conflict
 from llamaman.proxy.cheroot_conn import LingeringConnection, SocketGateway
 
 log = logging.getLogger(__name__)
 
-THREADS_PER_PORT = 16
+THREADS_PER_PORT = 16  # the most one port uses: streams, gate waiters and kept-alive clients
+THREADS_AT_START = 2  # a sleeping or quiet instance's port holds only these
 RELEASE_WAIT_S = 5.0
 SOCKET_TIMEOUT_S = 30
 KEEP_ALIVE_LIMIT = 1024  # idle keep-alive clients per port (cheroot's default of 10 makes busy clients reconnect)
+
+
+class GrowingPool(threadpool.ThreadPool):
+    """cheroot's worker pool started small: one more thread whenever a connection waits with no
+    idle worker, up to max. It never shrinks, so a port keeps what its busiest moment needed.
+    put() runs on the server's selector thread only, so growing needs no lock."""
+
+    def put(self, obj) -> None:
+        super().put(obj)
+        if len(self._threads) < self.max and self._queue.qsize() > self.idle:
+            self._threads.append(self._spawn_worker())  # not waited for: it takes the queue when ready
 
 
 class PortServers:
@@ -35,6 +48,7 @@ class PortServers:
             server = wsgi.Server((self.bind_host, port), app, numthreads=THREADS_PER_PORT,
                                  server_name=f"llamaman-{port}", timeout=SOCKET_TIMEOUT_S,
                                  request_queue_size=64)
+            server.requests = GrowingPool(server, min=THREADS_AT_START, max=THREADS_PER_PORT)
             server.gateway = SocketGateway
             server.ConnectionClass = LingeringConnection
             server.keep_alive_conn_limit = KEEP_ALIVE_LIMIT

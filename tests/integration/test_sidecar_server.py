@@ -1,11 +1,14 @@
 """The instance-port server (cheroot with our connection classes) on 127.0.0.1 with a small
-WSGI app: keep-alive for many clients, pipelined requests, streamed bodies, request bodies."""
+WSGI app: keep-alive for many clients, pipelined requests, streamed bodies, request bodies, and
+a worker pool that grows with demand up to its limit."""
 import http.client
 import socket
+import threading
+import time
 
 import pytest
 
-from llamaman.proxy.servers import PortServers
+from llamaman.proxy.servers import THREADS_AT_START, THREADS_PER_PORT, PortServers
 from tests.helpers import free_port
 
 
@@ -62,3 +65,60 @@ def test_streamed_and_chunked_request_bodies(port):
     client.request("POST", "/chunked", body=iter([b"hel", b"lo"]), encode_chunked=True)
     assert client.getresponse().read() == b"/chunked:hello"
     client.close()
+
+
+class Blocking:
+    """A WSGI app whose requests wait for release(); counts how many are inside at once."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.inside = self.most = 0
+        self.released = threading.Event()
+
+    def __call__(self, environ, start_response):
+        with self.lock:
+            self.inside += 1
+            self.most = max(self.most, self.inside)
+        self.released.wait(10)
+        with self.lock:
+            self.inside -= 1
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    def wait_inside(self, count: int) -> bool:
+        deadline = time.monotonic() + 5
+        while self.inside < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.inside >= count
+
+
+def port_threads() -> int:
+    return sum(thread.name.startswith("CP Server") for thread in threading.enumerate())
+
+
+def test_the_worker_pool_starts_small_and_grows_to_its_limit():
+    servers, blocking, port = PortServers("127.0.0.1"), Blocking(), free_port()
+    before = port_threads()
+    servers.start(port, blocking)
+    try:
+        assert port_threads() - before == THREADS_AT_START
+        answers: list[bytes] = []
+        def call() -> None:
+            client = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
+            client.request("GET", "/")
+            answers.append(client.getresponse().read())
+            client.close()
+        callers = [threading.Thread(target=call) for _ in range(THREADS_PER_PORT + 4)]
+        for caller in callers:
+            caller.start()
+        assert blocking.wait_inside(THREADS_PER_PORT), f"only {blocking.inside} requests got a worker"
+        time.sleep(0.2)  # the 4 beyond the limit must stay queued
+        assert blocking.most == THREADS_PER_PORT
+        blocking.released.set()
+        for caller in callers:
+            caller.join(15)
+        assert answers == [b"ok"] * (THREADS_PER_PORT + 4)
+        assert port_threads() - before == THREADS_PER_PORT
+    finally:
+        blocking.released.set()
+        servers.stop_all()
