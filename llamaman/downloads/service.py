@@ -68,6 +68,7 @@ class DownloadService:
         self._running: dict[str, Control] = {}
         self._tokens: dict[str, str] = {}
         self._threads: list[threading.Thread] = []
+        self._idle = 0  # workers waiting for a job
         self._closing = False
         self._limits_at = float("-inf")
         self.runner = Runner(self.jobs, hub or HubClient(config.hf_endpoint), self.models_dir, self.cache_dir,
@@ -77,7 +78,7 @@ class DownloadService:
 
     # lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
-        """Re-queue interrupted jobs and start the workers."""
+        """Re-queue interrupted jobs; workers start with the first job that finds none idle."""
         self._closing = False
         self._queue.clear()
         for record in sorted(self.jobs.list(), key=lambda r: r.get("created_at") or 0):
@@ -85,11 +86,17 @@ class DownloadService:
                 self.jobs.save(record["id"], status=QUEUED)
                 self.note(record["id"], "resumed after a restart: continuing from the bytes on disk")
             if record.get("status") in (QUEUED, DOWNLOADING):
-                self._queue.append(record["id"])
-        for index in range(self.workers):
-            thread = threading.Thread(target=self._work, name=f"download-{index}", daemon=True)
-            thread.start()
+                with self._wake:
+                    self._queue_locked(record["id"])
+
+    def _queue_locked(self, job_id: str) -> None:
+        """Queue a job (the lock held), starting one more worker when none is free for it."""
+        self._queue.append(job_id)
+        self._wake.notify()
+        if len(self._threads) < self.workers and len(self._queue) > self._idle:
+            thread = threading.Thread(target=self._work, name=f"download-{len(self._threads)}", daemon=True)
             self._threads.append(thread)
+            thread.start()
 
     def stop(self) -> None:
         """Stop the workers; running jobs go back to queued and resume on the next start."""
@@ -98,9 +105,9 @@ class DownloadService:
             for control in self._running.values():
                 control.stop("shutdown")
             self._wake.notify_all()
-        for thread in self._threads:
+            threads, self._threads = self._threads, []
+        for thread in threads:
             thread.join(STOP_WAIT_S)
-        self._threads.clear()
 
     @property
     def closing(self) -> bool:
@@ -241,8 +248,7 @@ class DownloadService:
         with self._wake:
             if token:
                 self._tokens[record["id"]] = token
-            self._queue.append(record["id"])
-            self._wake.notify()
+            self._queue_locked(record["id"])
         what = record.get("filename") or (f"tag {record['tag']}" if record.get("tag") else "whole repository")
         self.note(record["id"], f"queued {record['repo_id']} ({what}) -> {record['destination']}")
         return self.get(record["id"])
@@ -270,8 +276,7 @@ class DownloadService:
             if job_id in self._running or record.get("status") not in allowed:
                 raise Conflict(f"download {job_id} is {record.get('status')}; it cannot be {verb}")
             if status == QUEUED:
-                self._queue.append(job_id)
-                self._wake.notify()
+                self._queue_locked(job_id)
             elif job_id in self._queue:
                 self._queue.remove(job_id)
             updated = self.jobs.save(job_id, status=status, **fields) or record
@@ -292,8 +297,10 @@ class DownloadService:
     def _work(self) -> None:
         while True:
             with self._wake:
+                self._idle += 1
                 while not self._closing and not self._queue:
                     self._wake.wait()
+                self._idle -= 1
                 if self._closing:
                     return
                 job_id = self._queue.popleft()

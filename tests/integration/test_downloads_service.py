@@ -1,7 +1,10 @@
-"""DownloadService's interface for other services (restore), token precedence and duplicates."""
+"""DownloadService's interface for other services (restore), token precedence, duplicates, and
+workers started on demand up to their limit."""
 from __future__ import annotations
 
 import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -68,3 +71,34 @@ def test_token_precedence_job_then_stored_then_environment(hub, tmp_path):
         assert job_wins["status"] == "completed", job_wins
     finally:
         app.extensions["llamaman"].stop()
+
+
+def download_threads() -> int:
+    return sum(thread.name.startswith("download-") for thread in threading.enumerate())
+
+
+def test_workers_start_with_jobs_and_never_exceed_the_limit(hub, tmp_path):
+    before = download_threads()
+    app = make_app(tmp_path / "app", MODELS_DIR=str(tmp_path / "models"), HF_ENDPOINT=hub.url)
+    svc = app.extensions["llamaman"]
+    try:
+        assert download_threads() == before, "an idle manager holds no download worker"
+        files = {f"part{index}.bin": os.urandom(2**20) for index in range(svc.downloads.workers + 2)}
+        hub.add_repo(REPO, files)
+        hub.rate = 2**18  # slow enough that every worker is busy at once
+        jobs = [svc.downloads.enqueue(REPO, name) for name in files]
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and \
+                sum(svc.downloads.get(job["id"])["status"] == "downloading" for job in jobs) < svc.downloads.workers:
+            time.sleep(0.05)
+        statuses = [svc.downloads.get(job["id"])["status"] for job in jobs]
+        assert statuses.count("downloading") == svc.downloads.workers and statuses.count("queued") == 2
+        assert download_threads() - before == svc.downloads.workers
+        hub.rate = 0.0
+        client = app.test_client()
+        setup_admin(client)
+        for job in jobs:
+            assert wait_download(client, job["id"], timeout=30)["status"] == "completed"
+    finally:
+        svc.stop()
+    assert download_threads() == before
