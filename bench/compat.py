@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import report
-from bench.harness import Pytestless, internal_of
+from bench.harness import Pytestless, exit_on_sigterm, internal_of, stop_manager
 from bench.proxy import CHAT, stream_once
 from tests.e2e.instancekit import runtime_env, start_manager
 
@@ -127,6 +127,7 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=20)
     parser.add_argument("--disconnects", type=int, default=5)
     args = parser.parse_args()
+    exit_on_sigterm()
     source = Path(os.environ["LLAMAMAN_TEST_MODELS_DIR"]) / os.environ["LLAMAMAN_TEST_MODEL"]
     with tempfile.TemporaryDirectory() as tmp:
         models = Path(tmp) / "models"
@@ -143,9 +144,7 @@ def main() -> None:
             rows.append(cold_burst(manager, "cold", args.burst))
             rows += disconnects(manager, "warm", internal, args.disconnects)
         finally:
-            for instance in manager.api.get(manager.url("/api/instances")).json():
-                manager.api.delete(manager.url(f"/api/instances/{instance['id']}"))  # llama-servers outlive the app
-            manager.app.terminate()
+            stop_manager(manager)
     report("compat", rows, ["test", "via", "first_content_ms", "total_ms", "launches", "ttft_first_ms", "ttft_last_ms",
                             "slot_idle_ms", "slot_idle_max_ms"])
 

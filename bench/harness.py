@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
+import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -52,9 +53,14 @@ def manager_env(runtime: str, ports: int, tag: str) -> dict:
     return env
 
 
+def exit_on_sigterm() -> None:
+    """`timeout` and kill send SIGTERM: exit through the finally blocks that stop the app."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+
+
 def start_bench_manager(tmp: Path, env: dict, probe: Path | None = None) -> Manager:
     """A manager (gunicorn as app.py runs it); under bench/probe.py when probe names its output."""
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # a killed run still stops its app
+    exit_on_sigterm()
     if probe is None:
         return Manager(start_app(tmp, **env))
     env = {**env, "LLAMAMAN_BENCH_PROBE": str(probe)}
@@ -62,9 +68,38 @@ def start_bench_manager(tmp: Path, env: dict, probe: Path | None = None) -> Mana
 
 
 def stop_manager(manager: Manager) -> None:
-    for instance in manager.api.get(manager.url("/api/instances")).json():
-        manager.api.delete(manager.url(f"/api/instances/{instance['id']}"))
-    manager.app.terminate()
+    """Remove the instances and stop the app, even when either hangs: llama-servers outlive
+    their manager by design, so a bench that gave up must not leave them (or the app) running."""
+    try:
+        for instance in manager.api.get(manager.url("/api/instances"), timeout=10).json():
+            manager.api.delete(manager.url(f"/api/instances/{instance['id']}"), timeout=30)
+    except requests.RequestException as err:
+        print(f"bench: removing instances through the API failed ({err}); killing them", file=sys.stderr)
+    try:
+        manager.app.terminate(timeout=30)
+    except subprocess.TimeoutExpired:
+        manager.app.kill()
+    kill_leftovers(manager.app.data_dir)
+
+
+def kill_leftovers(data_dir: Path) -> None:
+    """Kill the llama-servers (processes or containers) the app's records still name."""
+    try:
+        records = json.loads((data_dir / "state.json").read_text())["instances"].values()
+    except (OSError, ValueError, KeyError):
+        return  # SQL storage or no state: the API removal above is all there is
+    for runtime in (record.get("runtime") or {} for record in records):
+        if runtime.get("kind") == "process" and _is_llama_server(int(runtime["handle"])):
+            os.kill(int(runtime["handle"]), signal.SIGKILL)
+        elif runtime.get("kind") == "docker":
+            subprocess.run(["docker", "rm", "-f", runtime["handle"]], capture_output=True, check=False)
+
+
+def _is_llama_server(pid: int) -> bool:
+    try:
+        return "llama-server" in " ".join(psutil.Process(pid).cmdline())
+    except psutil.Error:
+        return False
 
 
 def internal_of(data_dir: Path, instance_id: str) -> tuple[int, str]:

@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import docker
 
 from bench.common import report
+from bench.harness import exit_on_sigterm, stop_manager
 from tests.e2e.instancekit import remove_product_containers, runtime_env, start_manager
 
 POLL_S = 0.01
@@ -63,7 +64,7 @@ def measure(runtime: str, runs: int, models: Path, model: Path) -> dict:
                 crash.append(poll(manager, instance["id"], lambda r: r["status"] != "healthy") - killed)
                 manager.api.delete(manager.url(f"/api/instances/{instance['id']}/remove"))
         finally:
-            manager.app.terminate()
+            stop_manager(manager)
             if runtime == "docker":
                 remove_product_containers(docker.from_env())
     return {"runtime": runtime, "runs": runs,
@@ -77,6 +78,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--runtimes", default="process,docker")
     args = parser.parse_args()
+    exit_on_sigterm()
     models = Path(os.environ["LLAMAMAN_TEST_MODELS_DIR"])
     model = models / os.environ["LLAMAMAN_TEST_MODEL"]
     rows = [measure(runtime, args.runs, models, model) for runtime in args.runtimes.split(",")]

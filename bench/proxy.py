@@ -14,7 +14,6 @@ import http.client
 import itertools
 import json
 import os
-import signal
 import statistics
 import sys
 import tempfile
@@ -25,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import report, summary, throughput, timed_requests
-from bench.harness import CHAT, Pytestless, internal_of
+from bench.harness import CHAT, Pytestless, exit_on_sigterm, internal_of, stop_manager
 from tests.e2e.instancekit import runtime_env, start_manager
 from tests.helpers import start_llama_process, wait_http
 
@@ -101,7 +100,7 @@ def main() -> None:
     parser.add_argument("--stream-runs", type=int, default=10)
     parser.add_argument("--parts", default="small,stream,gate,wake", help="comma-separated subset to run")
     args = parser.parse_args()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # a killed run still stops its app
+    exit_on_sigterm()
     models = Path(os.environ["LLAMAMAN_TEST_MODELS_DIR"])
     model = models / os.environ["LLAMAMAN_TEST_MODEL"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -113,9 +112,7 @@ def main() -> None:
         try:
             rows = run(manager, model, Path(tmp) / "data", args)
         finally:
-            for instance in manager.api.get(manager.url("/api/instances")).json():
-                manager.api.delete(manager.url(f"/api/instances/{instance['id']}"))
-            manager.app.terminate()
+            stop_manager(manager)
     report("proxy", rows, ["test", "via", "concurrency", "p50_ms", "p99_ms", "rps", "ttfb_ms",
                            "first_content_ms", "total_ms", "chunks", "gap_ms", "seconds"])
 
