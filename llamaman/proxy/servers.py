@@ -28,7 +28,8 @@ class GrowingPool(threadpool.ThreadPool):
 
     def put(self, obj) -> None:
         super().put(obj)
-        if len(self._threads) < self.max and self._queue.qsize() > self.idle:
+        # not while stopping: stop() sends one shutdown request per thread it knows of
+        if self.server.ready and len(self._threads) < self.max and self._queue.qsize() > self.idle:
             self._threads.append(self._spawn_worker())  # not waited for: it takes the queue when ready
 
 
