@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from llamaman.downloads.hub import HubClient
 from llamaman.downloads.jobs import (
     ACTIVE,
     CANCELLED,
+    COMPLETED,
     DOWNLOADING,
     FAILED,
     PAUSED,
@@ -185,14 +187,17 @@ class DownloadService:
         return self.get(job_id)
 
     def remove(self, job_id: str) -> dict:
-        """Delete a finished job's record and log (partial files of a failed job too)."""
-        record = self._record(job_id)
-        if record.get("status") in ACTIVE:
-            raise Conflict(f"download {job_id} is {record['status']}; cancel it before removing it")
-        remove_partials(record, self.jobs.claimed_by_others(job_id))
-        self.jobs.delete(job_id)
-        with self._lock:
+        """Delete a finished job's record and log (partial files of a failed job too). The check
+        and the delete hold the queue's lock, as a resume does: a resume finds the job or nothing."""
+        self._let_go(job_id, (COMPLETED, FAILED, CANCELLED))
+        with self._wake:
+            record = self._record(job_id)
+            if record.get("status") in ACTIVE or job_id in self._running:
+                raise Conflict(f"download {job_id} is {record['status']}; cancel it before removing it")
+            keep = self.jobs.claimed_by_others(job_id)
+            self.jobs.delete(job_id)
             self._tokens.pop(job_id, None)
+        remove_partials(record, keep)
         return {"id": job_id, "removed": True, "status": "removed"}
 
     # what the runner is given ---------------------------------------------------------------
@@ -268,9 +273,7 @@ class DownloadService:
 
     def _transition(self, job_id: str, allowed: set[str], status: str, verb: str, **fields: Any) -> dict:
         """Move a job that is not running from one of `allowed` to `status`, or Conflict."""
-        control = self._running.get(job_id)
-        if control is not None and self._record(job_id).get("status") in allowed:
-            control.finished.wait(STOP_WAIT_S)  # its worker saved the ending and is letting go
+        self._let_go(job_id, allowed)
         with self._wake:
             record = self._record(job_id)
             if job_id in self._running or record.get("status") not in allowed:
@@ -282,6 +285,12 @@ class DownloadService:
             updated = self.jobs.save(job_id, status=status, **fields) or record
         self.note(job_id, verb)
         return updated
+
+    def _let_go(self, job_id: str, statuses: Iterable[str]) -> None:
+        """Wait for a job already in one of `statuses` whose worker is still letting go of it."""
+        control = self._running.get(job_id)
+        if control is not None and self._record(job_id).get("status") in statuses:
+            control.finished.wait(STOP_WAIT_S)  # its worker saved the ending and is letting go
 
     def _stop_running(self, job_id: str, intent: str) -> Control | None:
         """Ask a running job to stop and wait until its worker let go; None when not running."""

@@ -1,5 +1,5 @@
-"""DownloadService's interface for other services (restore), token precedence, duplicates, and
-workers started on demand up to their limit."""
+"""DownloadService's interface for other services (restore), token precedence, duplicates,
+workers started on demand up to their limit, and a removal that a resume cannot slip into."""
 from __future__ import annotations
 
 import os
@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from llamaman.errors import Conflict, Invalid
+from llamaman.downloads import service as service_module
+from llamaman.errors import Conflict, Invalid, NotFound
 from tests.appkit import make_app, setup_admin
 from tests.hubkit import files_under, wait_download
 from tests.modelkit import write_shards
@@ -102,3 +103,25 @@ def test_workers_start_with_jobs_and_never_exceed_the_limit(hub, tmp_path):
     finally:
         svc.stop()
     assert download_threads() == before
+
+
+def test_a_resume_racing_a_removal_finds_no_job(download_api, hub, monkeypatch):
+    client, _headers, svc = download_api
+    hub.add_repo(REPO, {"weights.bin": b"w" * 1000})
+    failed = wait_download(client, svc.downloads.enqueue(REPO, "absent.bin")["id"])
+    assert failed["status"] == "failed"
+    outcomes: list[str] = []
+    real = service_module.remove_partials
+
+    def resume_meanwhile(record, keep=()):  # the removal's file work is where a resume could slip in
+        try:
+            svc.downloads.resume(failed["id"])
+            outcomes.append("resumed")
+        except (NotFound, Conflict) as refused:
+            outcomes.append(type(refused).__name__)
+        return real(record, keep)
+
+    monkeypatch.setattr(service_module, "remove_partials", resume_meanwhile)
+    assert svc.downloads.remove(failed["id"])["removed"] is True
+    assert outcomes == ["NotFound"], "a removed job was queued again"
+    assert svc.downloads.list() == []
