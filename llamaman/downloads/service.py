@@ -112,6 +112,12 @@ class DownloadService:
             thread.join(STOP_WAIT_S)
 
     @property
+    def workers_started(self) -> int:
+        """Worker threads running now (they start with the first jobs, up to `workers`)."""
+        with self._lock:
+            return sum(thread.is_alive() for thread in self._threads)
+
+    @property
     def closing(self) -> bool:
         return self._closing
 

@@ -3,7 +3,6 @@ workers started on demand up to their limit, and a removal that a resume cannot 
 from __future__ import annotations
 
 import os
-import threading
 import time
 from pathlib import Path
 
@@ -74,16 +73,11 @@ def test_token_precedence_job_then_stored_then_environment(hub, tmp_path):
         app.extensions["llamaman"].stop()
 
 
-def download_threads() -> int:
-    return sum(thread.name.startswith("download-") for thread in threading.enumerate())
-
-
 def test_workers_start_with_jobs_and_never_exceed_the_limit(hub, tmp_path):
-    before = download_threads()
     app = make_app(tmp_path / "app", MODELS_DIR=str(tmp_path / "models"), HF_ENDPOINT=hub.url)
     svc = app.extensions["llamaman"]
     try:
-        assert download_threads() == before, "an idle manager holds no download worker"
+        assert svc.downloads.workers_started == 0, "an idle manager holds no download worker"
         files = {f"part{index}.bin": os.urandom(2**20) for index in range(svc.downloads.workers + 2)}
         hub.add_repo(REPO, files)
         hub.rate = 2**18  # slow enough that every worker is busy at once
@@ -94,7 +88,7 @@ def test_workers_start_with_jobs_and_never_exceed_the_limit(hub, tmp_path):
             time.sleep(0.05)
         statuses = [svc.downloads.get(job["id"])["status"] for job in jobs]
         assert statuses.count("downloading") == svc.downloads.workers and statuses.count("queued") == 2
-        assert download_threads() - before == svc.downloads.workers
+        assert svc.downloads.workers_started == svc.downloads.workers
         hub.rate = 0.0
         client = app.test_client()
         setup_admin(client)
@@ -102,7 +96,7 @@ def test_workers_start_with_jobs_and_never_exceed_the_limit(hub, tmp_path):
             assert wait_download(client, job["id"], timeout=30)["status"] == "completed"
     finally:
         svc.stop()
-    assert download_threads() == before
+    assert svc.downloads.workers_started == 0
 
 
 def test_a_resume_racing_a_removal_finds_no_job(download_api, hub, monkeypatch):
