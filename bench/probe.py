@@ -30,7 +30,6 @@ def _on_gc(phase: str, info: dict) -> None:
 def _dump(*_) -> None:
     out = Path(f"{os.environ['LLAMAMAN_BENCH_PROBE']}.{os.getpid()}")
     out.write_text(json.dumps({"threads": sorted(t.name for t in threading.enumerate()),
-                               "native_ids": {str(t.native_id): t.name for t in threading.enumerate()},
                                "gc_pauses": _pauses, "gc_counts": gc.get_count(),
                                "gc_stats": gc.get_stats()}))
 
